@@ -1,0 +1,1 @@
+"""The Falcon ASGI app serving the Prefect 3 REST API."""

@@ -1,0 +1,63 @@
+"""The Falcon ASGI application factory."""
+
+from __future__ import annotations
+
+import logging
+
+import falcon
+import falcon.asgi
+
+from api import errors, middleware, root, state
+from appliance.settings import Settings, get_settings
+from db import database as dbmod
+
+log = logging.getLogger("appliance.api")
+
+# Resource modules, one per API area; each has register(app, prefix).
+AREAS = [
+    "api.flows",
+    "api.flow_runs",
+    "api.task_runs",
+    "api.logs",
+    "api.artifacts",
+    "api.events",
+    "api.concurrency",
+    "api.compat",
+]
+
+
+class Lifespan:
+    async def process_shutdown(self, scope, event):
+        dbmod.close_all()
+
+
+def create_app(settings: Settings | None = None, *, init_db: bool = True) -> falcon.asgi.App:
+    settings = settings or get_settings()
+    if init_db:
+        dbmod.init(
+            settings.effective_database_url,
+            busy_timeout_ms=settings.db_busy_timeout_ms,
+            pool_size=settings.db_pool_size,
+        )
+    auth = middleware.AuthMiddleware(settings.auth_string, settings.api_prefix)
+    app = falcon.asgi.App(middleware=[auth, middleware.ApiVersionMiddleware(), Lifespan()])
+    app.req_options.strip_url_path_trailing_slash = True
+    app.req_options.auto_parse_qs_csv = False
+    app.resp_options.secure_cookies_by_default = False
+    errors.install(app)
+    state.auth = auth
+    state.settings = settings
+
+    prefix = settings.api_prefix
+    root.register(app, prefix, settings)
+    import importlib
+
+    for name in AREAS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(app, prefix)
+    return app

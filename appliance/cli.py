@@ -1,0 +1,191 @@
+"""The `appliance` command: serve, config and the database lifecycle."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from pydantic import ValidationError
+
+
+def _settings(overrides: dict | None = None):
+    from appliance.settings import Settings
+
+    # Overrides go through the environment so gunicorn workers see the same values.
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            os.environ[f"APPLIANCE_{key.upper()}"] = str(value)
+    return Settings()
+
+
+def _confirm(args, question: str) -> None:
+    if args.yes:
+        return
+    if not sys.stdin.isatty():
+        raise SystemExit(f"error: {question} needs confirmation: pass -y (no terminal to ask on)")
+    answer = input(f"{question} [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise SystemExit("aborted")
+
+
+def cmd_serve(args) -> int:
+    from appliance import boot, server
+
+    settings = _settings({"host": args.host, "port": args.port, "workers": args.workers})
+    _configure_logging(settings.log_level)
+    migrate_now = settings.migrate_on_start and not args.no_migrate
+    boot.prepare(settings, migrate_now=migrate_now)
+    server.serve(settings)
+    return 0
+
+
+def cmd_config(args) -> int:
+    print(json.dumps(_settings().masked(), indent=2, default=str))
+    return 0
+
+
+def _open_db(wait: float = 0.0):
+    from appliance import boot
+
+    settings = _settings()
+    db = boot.open_database(settings)
+    boot.connect(db, wait)
+    return settings, db
+
+
+def cmd_db_upgrade(args) -> int:
+    from db import migrate
+
+    settings, db = _open_db()
+    _confirm(args, f"Upgrade the database {_describe(settings)}?")
+    applied = migrate.upgrade(args.revision)
+    print(f"applied: {', '.join(applied)}" if applied else "already up to date")
+    print(f"current revision: {migrate.current()}")
+    return 0
+
+
+def cmd_db_downgrade(args) -> int:
+    from db import migrate
+
+    settings, db = _open_db()
+    _confirm(args, f"Downgrade the database {_describe(settings)} to {args.revision}?")
+    reverted = migrate.downgrade(args.revision)
+    print(f"reverted: {', '.join(reverted)}" if reverted else "nothing to downgrade")
+    print(f"current revision: {migrate.current()}")
+    return 0
+
+
+def cmd_db_reset(args) -> int:
+    from db import migrate
+
+    settings, db = _open_db()
+    _confirm(args, f"Drop ALL data in {_describe(settings)} and reapply the schema?")
+    applied = migrate.reset()
+    print(f"reset; applied: {', '.join(applied)}")
+    return 0
+
+
+def cmd_db_current(args) -> int:
+    from db import migrate
+
+    _open_db()
+    print(migrate.current())
+    return 0
+
+
+def cmd_db_history(args) -> int:
+    from db import migrate
+
+    _open_db()
+    for rev in migrate.history():
+        print(f"{rev.name}\t{'applied' if rev.applied else 'pending'}")
+    return 0
+
+
+def _describe(settings) -> str:
+    from appliance.settings import mask_url
+
+    return mask_url(settings.effective_database_url)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s [%(name)s] %(message)s", stream=sys.stderr
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="appliance", description="Prefect-compatible orchestration server")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="migrate (unless disabled) and serve the API")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations at start")
+    serve.set_defaults(func=cmd_serve)
+
+    config = sub.add_parser("config", help="print the effective settings (secrets masked)")
+    config.set_defaults(func=cmd_config)
+
+    database = sub.add_parser("database", help="database lifecycle")
+    dbsub = database.add_subparsers(dest="db_command", required=True)
+    up = dbsub.add_parser("upgrade", help="apply migrations (default: all)")
+    up.add_argument("-y", "--yes", action="store_true")
+    up.add_argument("-r", "--revision", default=None, help="revision to upgrade to (default: head)")
+    up.set_defaults(func=cmd_db_upgrade)
+    down = dbsub.add_parser("downgrade", help="revert migrations")
+    down.add_argument("-y", "--yes", action="store_true")
+    down.add_argument("-r", "--revision", default="-1", help="-1 (default), a revision name, or base")
+    down.set_defaults(func=cmd_db_downgrade)
+    reset = dbsub.add_parser("reset", help="drop everything and reapply all migrations")
+    reset.add_argument("-y", "--yes", action="store_true")
+    reset.set_defaults(func=cmd_db_reset)
+    cur = dbsub.add_parser("current", help="print the current revision")
+    cur.set_defaults(func=cmd_db_current)
+    hist = dbsub.add_parser("history", help="list revisions and which are applied")
+    hist.set_defaults(func=cmd_db_history)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    # argparse would read "-r -1" as a flag; accept it as the value it means.
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for i, token in enumerate(argv[:-1]):
+        if token in ("-r", "--revision") and argv[i + 1].startswith("-"):
+            argv[i : i + 2] = [f"{token}={argv[i + 1]}" if token.startswith("--") else f"-r{argv[i + 1]}"]
+            break
+    args = parser.parse_args(argv)
+    from appliance.boot import BootError
+    from db.migrate import MigrationError
+
+    try:
+        return args.func(args) or 0
+    except (BootError, MigrationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"APPLIANCE_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        print(f"error: invalid settings: {problems}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a database error at the CLI: one line, non-zero exit
+        import peewee
+
+        if isinstance(exc, peewee.DatabaseError) or type(exc).__module__.startswith("psycopg2"):
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            print(f"error: database: {first}", file=sys.stderr)
+            return 1
+        if exc.__class__.__name__ == "PgTrgmUnavailable":
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Database layer: the Peewee database, models, migrations and query helpers."""
