@@ -22,7 +22,6 @@ AREAS = [
     "api.artifacts",
     "api.events",
     "api.concurrency",
-    "api.compat",
 ]
 
 
@@ -53,11 +52,5 @@ def create_app(settings: Settings | None = None, *, init_db: bool = True) -> fal
     import importlib
 
     for name in AREAS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(app, prefix)
+        importlib.import_module(name).register(app, prefix)
     return app

@@ -36,7 +36,7 @@ class FlowRun(BaseModel):
     created = UTCDateTime(default=utcnow)
     updated = UTCDateTime(default=utcnow)
     name = pw.TextField()
-    flow = pw.ForeignKeyField(Flow, on_delete="CASCADE", column_name="flow_id")
+    flow_id = pw.ForeignKeyField(Flow, on_delete="CASCADE", column_name="flow_id")
     deployment_id = UUIDStr(null=True, index=True)
     deployment_version = pw.TextField(null=True)
     work_queue_id = UUIDStr(null=True, index=True)
@@ -75,7 +75,7 @@ class FlowRun(BaseModel):
 class FlowRunState(BaseModel):
     id = UUIDStr(primary_key=True, default=new_id)
     created = UTCDateTime(default=utcnow)
-    flow_run = pw.ForeignKeyField(FlowRun, on_delete="CASCADE", column_name="flow_run_id")
+    flow_run_id = pw.ForeignKeyField(FlowRun, on_delete="CASCADE", column_name="flow_run_id")
     type = pw.CharField(max_length=16)
     name = pw.TextField()
     timestamp = UTCDateTime()

@@ -58,7 +58,7 @@ def migrate(migrator, database, fake=False):
         created = UTCDateTime()
         updated = UTCDateTime()
         name = pw.TextField()
-        flow = pw.ForeignKeyField(Flow, on_delete="CASCADE", column_name="flow_id")
+        flow_id = pw.ForeignKeyField(Flow, on_delete="CASCADE", column_name="flow_id")
         deployment_id = UUIDStr(null=True, index=True)
         deployment_version = pw.TextField(null=True)
         work_queue_id = UUIDStr(null=True, index=True)
@@ -98,7 +98,7 @@ def migrate(migrator, database, fake=False):
     class FlowRunState(pw.Model):
         id = UUIDStr(primary_key=True)
         created = UTCDateTime()
-        flow_run = pw.ForeignKeyField(FlowRun, on_delete="CASCADE", column_name="flow_run_id")
+        flow_run_id = pw.ForeignKeyField(FlowRun, on_delete="CASCADE", column_name="flow_run_id")
         type = pw.CharField(max_length=16)
         name = pw.TextField()
         timestamp = UTCDateTime()

@@ -1,0 +1,74 @@
+"""Artifacts and the per-key "latest" collection that points at the newest version."""
+
+from __future__ import annotations
+
+from db.fields import new_id, utcnow
+from db.models import Artifact, ArtifactCollection
+
+COPIED = ("key", "type", "description", "data", "metadata_", "flow_run_id", "task_run_id")
+
+
+class NotFound(LookupError):
+    pass
+
+
+def create_artifact(data: dict) -> dict:
+    now = utcnow()
+    row = {"id": new_id(), "created": now, "updated": now, **{k: data.get(k) for k in COPIED}}
+    Artifact.insert(row).execute()
+    if row["key"]:
+        _point_collection_at(row)
+    return row
+
+
+def _point_collection_at(row: dict) -> None:
+    values = {"latest_id": row["id"], "updated": utcnow(), **{k: row[k] for k in COPIED}}
+    updated = ArtifactCollection.update(values).where(ArtifactCollection.key == row["key"]).execute()
+    if not updated:
+        ArtifactCollection.insert({"id": new_id(), "created": values["updated"], **values}).execute()
+
+
+def update_artifact(artifact_id: str, changes: dict) -> None:
+    row = Artifact.select().where(Artifact.id == artifact_id).dicts().first()
+    if row is None:
+        raise NotFound("Artifact not found.")
+    changes = {k: v for k, v in changes.items() if k in ("data", "description", "metadata_")}
+    changes["updated"] = utcnow()
+    Artifact.update(changes).where(Artifact.id == artifact_id).execute()
+    if row["key"]:
+        (
+            ArtifactCollection.update(changes)
+            .where((ArtifactCollection.key == row["key"]) & (ArtifactCollection.latest_id == artifact_id))
+            .execute()
+        )
+
+
+def delete_artifact(artifact_id: str) -> None:
+    row = Artifact.select().where(Artifact.id == artifact_id).dicts().first()
+    if row is None:
+        raise NotFound("Artifact not found.")
+    Artifact.delete().where(Artifact.id == artifact_id).execute()
+    if row["key"]:
+        collection = ArtifactCollection.select().where(ArtifactCollection.key == row["key"]).first()
+        if collection and collection.latest_id == artifact_id:
+            previous = (
+                Artifact.select()
+                .where(Artifact.key == row["key"])
+                .order_by(Artifact.created.desc(), Artifact.id.desc())
+                .dicts()
+                .first()
+            )
+            if previous is None:
+                ArtifactCollection.delete().where(ArtifactCollection.key == row["key"]).execute()
+            else:
+                _point_collection_at(previous)
+
+
+def latest_by_key(key: str) -> dict | None:
+    return (
+        Artifact.select()
+        .where(Artifact.key == key)
+        .order_by(Artifact.created.desc(), Artifact.id.desc())
+        .dicts()
+        .first()
+    )

@@ -1,0 +1,272 @@
+"""Filterable fields, joins and sort orders of each entity, for db.filters."""
+
+from __future__ import annotations
+
+import peewee as pw
+
+from db import database as dbmod
+from db.filters import Entity, FieldSpec, FilterError, _list, _text, _uuid, register
+from db.models import Artifact, ArtifactCollection, Flow, FlowRun, Log, TaskRun
+
+
+def _created_by(ops: dict, path: str):
+    parts = []
+    for op, value in ops.items():
+        if value is None or op == "operator":
+            continue
+        p = f"{path}.{op}"
+        if op in ("id_", "type_"):
+            key = "id" if op == "id_" else "type"
+            items = [_text(str(v), f"{p}.{i}") for i, v in enumerate(_list(value, p))]
+            if dbmod.is_postgres():
+                expr = pw.NodeList((FlowRun.created_by, pw.SQL(f"->> '{key}'")), glue=" ")
+            else:
+                expr = pw.fn.json_extract(FlowRun.created_by, f"$.{key}")
+            parts.append(expr.in_(items) if items else pw.SQL("1 = 0"))
+        elif op == "is_null_":
+            parts.append(FlowRun.created_by.is_null() if value else FlowRun.created_by.is_null(False))
+        else:
+            raise FilterError(p, f"unknown filter operator {op!r}", value)
+    from db.filters import _combine
+
+    return _combine(ops, parts, path)
+
+
+def _parent_flow_run_id(ops: dict, path: str):
+    any_ = ops.get("any_")
+    if any_ is None:
+        return None
+    ids = [_uuid(v, f"{path}.any_.{i}") for i, v in enumerate(_list(any_, f"{path}.any_"))]
+    sub = TaskRun.select(TaskRun.id).where(TaskRun.flow_run_id.in_(ids))
+    return FlowRun.parent_task_run_id.in_(sub)
+
+
+def _subflow_runs(ops: dict, path: str):
+    exists = ops.get("exists_")
+    if exists is None:
+        return None
+    sub = FlowRun.select(FlowRun.parent_task_run_id).where(FlowRun.parent_task_run_id.is_null(False))
+    return TaskRun.id.in_(sub) if exists else TaskRun.id.not_in(sub)
+
+
+def _flow_deployment(ops: dict, path: str):
+    is_null = ops.get("is_null_")
+    if is_null is None:
+        return None
+    with_deployment = FlowRun.select(FlowRun.flow_id).where(FlowRun.deployment_id.is_null(False))
+    return Flow.id.not_in(with_deployment) if is_null else Flow.id.in_(with_deployment)
+
+
+def _log_text(ops: dict, path: str):
+    query = ops.get("query")
+    if not query:
+        return None
+    parts = []
+    for term in _text(query, f"{path}.query").split():
+        if term.startswith("-") and len(term) > 1:
+            parts.append(~(Log.message ** f"%{term[1:]}%"))
+        else:
+            parts.append(Log.message ** f"%{term.strip(chr(34))}%")
+    from db.filters import _and
+
+    return _and(parts)
+
+
+FLOWS = register(
+    Entity(
+        "flows",
+        Flow,
+        {
+            "id": FieldSpec(Flow.id, "uuid"),
+            "name": FieldSpec(Flow.name, "text"),
+            "tags": FieldSpec(Flow.tags, "tags"),
+            "deployment": FieldSpec(None, "custom", custom=_flow_deployment),
+        },
+        links={
+            "flow_runs": lambda c: Flow.id.in_(FlowRun.select(FlowRun.flow_id).where(c)),
+            "task_runs": lambda c: Flow.id.in_(
+                FlowRun.select(FlowRun.flow_id).where(
+                    FlowRun.id.in_(TaskRun.select(TaskRun.flow_run_id).where(c))
+                )
+            ),
+        },
+    )
+)
+
+FLOW_RUNS = register(
+    Entity(
+        "flow_runs",
+        FlowRun,
+        {
+            "id": FieldSpec(FlowRun.id, "uuid"),
+            "name": FieldSpec(FlowRun.name, "text"),
+            "tags": FieldSpec(FlowRun.tags, "tags"),
+            "deployment_id": FieldSpec(FlowRun.deployment_id, "uuid"),
+            "work_queue_name": FieldSpec(FlowRun.work_queue_name, "text"),
+            "work_queue_id": FieldSpec(FlowRun.work_queue_id, "uuid"),
+            "state": FieldSpec(None, "state"),
+            "flow_version": FieldSpec(FlowRun.flow_version, "text"),
+            "start_time": FieldSpec(FlowRun.start_time, "datetime"),
+            "end_time": FieldSpec(FlowRun.end_time, "datetime"),
+            "expected_start_time": FieldSpec(FlowRun.expected_start_time, "datetime"),
+            "next_scheduled_start_time": FieldSpec(FlowRun.next_scheduled_start_time, "datetime"),
+            "parent_flow_run_id": FieldSpec(None, "custom", custom=_parent_flow_run_id),
+            "parent_task_run_id": FieldSpec(FlowRun.parent_task_run_id, "uuid"),
+            "idempotency_key": FieldSpec(FlowRun.idempotency_key, "text"),
+            "created_by": FieldSpec(None, "custom", custom=_created_by),
+        },
+        links={
+            "flows": lambda c: FlowRun.flow_id.in_(Flow.select(Flow.id).where(c)),
+            "task_runs": lambda c: FlowRun.id.in_(TaskRun.select(TaskRun.flow_run_id).where(c)),
+        },
+    )
+)
+
+TASK_RUNS = register(
+    Entity(
+        "task_runs",
+        TaskRun,
+        {
+            "id": FieldSpec(TaskRun.id, "uuid"),
+            "name": FieldSpec(TaskRun.name, "text"),
+            "tags": FieldSpec(TaskRun.tags, "tags"),
+            "state": FieldSpec(None, "state"),
+            "start_time": FieldSpec(TaskRun.start_time, "datetime"),
+            "end_time": FieldSpec(TaskRun.end_time, "datetime"),
+            "expected_start_time": FieldSpec(TaskRun.expected_start_time, "datetime"),
+            "subflow_runs": FieldSpec(None, "custom", custom=_subflow_runs),
+            "flow_run_id": FieldSpec(TaskRun.flow_run_id, "uuid"),
+        },
+        links={
+            "flow_runs": lambda c: TaskRun.flow_run_id.in_(FlowRun.select(FlowRun.id).where(c)),
+            "flows": lambda c: TaskRun.flow_run_id.in_(
+                FlowRun.select(FlowRun.id).where(FlowRun.flow_id.in_(Flow.select(Flow.id).where(c)))
+            ),
+        },
+    )
+)
+
+LOGS = register(
+    Entity(
+        "logs",
+        Log,
+        {
+            "level": FieldSpec(Log.level, "int"),
+            "timestamp": FieldSpec(Log.timestamp, "datetime"),
+            "flow_run_id": FieldSpec(Log.flow_run_id, "uuid"),
+            "task_run_id": FieldSpec(Log.task_run_id, "uuid"),
+            "text": FieldSpec(None, "custom", custom=_log_text),
+        },
+    )
+)
+
+
+def _artifact_fields(model):
+    return {
+        "id": FieldSpec(model.id, "uuid"),
+        "key": FieldSpec(model.key, "text"),
+        "flow_run_id": FieldSpec(model.flow_run_id, "uuid"),
+        "task_run_id": FieldSpec(model.task_run_id, "uuid"),
+        "type": FieldSpec(model.type, "text"),
+    }
+
+
+def _key_exists(model):
+    def build(ops, path):
+        exists = ops.get("exists_")
+        rest = {k: v for k, v in ops.items() if k != "exists_"}
+        from db.filters import _and, _scalar_ops
+
+        parts = [_scalar_ops(model.key, "text", rest, path)] if rest else []
+        if exists is not None:
+            parts.append(model.key.is_null(False) if exists else model.key.is_null())
+        return _and(parts)
+
+    return FieldSpec(None, "custom", custom=build)
+
+
+_artifact = _artifact_fields(Artifact)
+_artifact["key"] = _key_exists(Artifact)
+ARTIFACTS = register(
+    Entity(
+        "artifacts",
+        Artifact,
+        _artifact,
+        links={
+            "flow_runs": lambda c: Artifact.flow_run_id.in_(FlowRun.select(FlowRun.id).where(c)),
+            "task_runs": lambda c: Artifact.task_run_id.in_(TaskRun.select(TaskRun.id).where(c)),
+        },
+    )
+)
+
+_collection = _artifact_fields(ArtifactCollection)
+_collection["key"] = _key_exists(ArtifactCollection)
+_collection["latest_id"] = FieldSpec(ArtifactCollection.latest_id, "uuid")
+ARTIFACT_COLLECTIONS = Entity(
+    "artifacts",
+    ArtifactCollection,
+    _collection,
+    links={
+        "flow_runs": lambda c: ArtifactCollection.flow_run_id.in_(FlowRun.select(FlowRun.id).where(c)),
+        "task_runs": lambda c: ArtifactCollection.task_run_id.in_(TaskRun.select(TaskRun.id).where(c)),
+    },
+)
+
+
+def _nulls_last_desc(field):
+    # SQLite sorts NULLs first ascending, so DESC already puts them last; PostgreSQL needs it said.
+    return field.desc(nulls="LAST") if dbmod.is_postgres() else field.desc()
+
+
+def flow_run_sorts():
+    m = FlowRun
+    return {
+        "ID_DESC": [m.id.desc()],
+        "START_TIME_ASC": [m.start_time.asc(), m.id.desc()],
+        "START_TIME_DESC": [_nulls_last_desc(m.start_time), m.id.desc()],
+        "EXPECTED_START_TIME_ASC": [m.expected_start_time.asc(), m.id.desc()],
+        "EXPECTED_START_TIME_DESC": [_nulls_last_desc(m.expected_start_time), m.id.desc()],
+        "NAME_ASC": [m.name.asc(), m.id.desc()],
+        "NAME_DESC": [m.name.desc(), m.id.desc()],
+        "NEXT_SCHEDULED_START_TIME_ASC": [m.next_scheduled_start_time.asc(), m.id.desc()],
+        "END_TIME_DESC": [_nulls_last_desc(m.end_time), m.id.desc()],
+    }
+
+
+def task_run_sorts():
+    m = TaskRun
+    return {
+        "ID_DESC": [m.id.desc()],
+        "EXPECTED_START_TIME_ASC": [m.expected_start_time.asc(), m.id.desc()],
+        "EXPECTED_START_TIME_DESC": [_nulls_last_desc(m.expected_start_time), m.id.desc()],
+        "NAME_ASC": [m.name.asc(), m.id.desc()],
+        "NAME_DESC": [m.name.desc(), m.id.desc()],
+        "NEXT_SCHEDULED_START_TIME_ASC": [m.next_scheduled_start_time.asc(), m.id.desc()],
+        "END_TIME_DESC": [_nulls_last_desc(m.end_time), m.id.desc()],
+    }
+
+
+def flow_sorts():
+    m = Flow
+    return {
+        "CREATED_DESC": [m.created.desc(), m.id.desc()],
+        "UPDATED_DESC": [m.updated.desc(), m.id.desc()],
+        "NAME_ASC": [m.name.asc()],
+        "NAME_DESC": [m.name.desc()],
+    }
+
+
+LOG_SORTS = {
+    "TIMESTAMP_ASC": [Log.timestamp.asc(), Log.id.asc()],
+    "TIMESTAMP_DESC": [Log.timestamp.desc(), Log.id.desc()],
+}
+
+
+def artifact_sorts(model):
+    return {
+        "CREATED_DESC": [model.created.desc(), model.id.desc()],
+        "UPDATED_DESC": [model.updated.desc(), model.id.desc()],
+        "ID_DESC": [model.id.desc()],
+        "KEY_DESC": [model.key.desc(), model.id.desc()],
+        "KEY_ASC": [model.key.asc(), model.id.desc()],
+    }

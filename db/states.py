@@ -1,0 +1,116 @@
+"""State objects as the API carries them: defaults, canonical names, parsing helpers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+STATE_TYPES = (
+    "SCHEDULED",
+    "PENDING",
+    "RUNNING",
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "CRASHED",
+    "PAUSED",
+    "CANCELLING",
+)
+TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
+CANONICAL_NAMES = {t: t.capitalize() for t in STATE_TYPES}
+
+# Every StateDetails key the client expects back, with its default.
+STATE_DETAILS_DEFAULTS = {
+    "flow_run_id": None,
+    "task_run_id": None,
+    "child_flow_run_id": None,
+    "scheduled_time": None,
+    "cache_key": None,
+    "cache_expiration": None,
+    "deferred": False,
+    "untrackable_result": False,
+    "pause_timeout": None,
+    "pause_reschedule": False,
+    "pause_key": None,
+    "run_input_keyset": None,
+    "refresh_cache": None,
+    "retriable": None,
+    "transition_id": None,
+    "task_parameters_id": None,
+    "traceparent": None,
+    "deployment_concurrency_lease_id": None,
+}
+
+
+def uuid7() -> str:
+    """A time-ordered UUID (version 7), as Prefect's server uses for states and logs."""
+    ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    rand = uuid.uuid4().int
+    value = (ms & ((1 << 48) - 1)) << 80 | (0x7 << 76) | ((rand >> 64) & 0xFFF) << 64
+    value |= (0b10 << 62) | (rand & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))
+
+
+def parse_datetime(value) -> dt.datetime | None:
+    """ISO 8601 with 'T' or ' ', 'Z' or an offset, or naive (UTC) -> naive UTC."""
+    if value is None or isinstance(value, dt.datetime):
+        parsed = value
+    else:
+        text = str(value).strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        parsed = dt.datetime.fromisoformat(text)
+    if parsed is not None and parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+    return parsed
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    """Naive-UTC datetime -> '2026-11-21T13:28:57.144766Z' (microseconds always)."""
+    if value is None:
+        return None
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def details_with_defaults(details: dict | None) -> dict:
+    merged = dict(STATE_DETAILS_DEFAULTS)
+    if details:
+        merged.update(details)
+    return merged
+
+
+def new_state(
+    type_: str,
+    name: str | None = None,
+    *,
+    message: str | None = None,
+    data=None,
+    details: dict | None = None,
+    timestamp: dt.datetime | None = None,
+    state_id: str | None = None,
+) -> dict:
+    """A state as stored and returned: timestamps are naive-UTC datetimes in memory."""
+    return {
+        "id": state_id or uuid7(),
+        "type": type_,
+        "name": name or CANONICAL_NAMES[type_],
+        "timestamp": timestamp,
+        "message": message,
+        "data": data,
+        "state_details": details_with_defaults(details),
+    }
+
+
+def scheduled_time(state: dict | None) -> dt.datetime | None:
+    if not state:
+        return None
+    return parse_datetime((state.get("state_details") or {}).get("scheduled_time"))
+
+
+def has_persisted_result(data) -> bool:
+    """A state's data is a persisted result record (not null, not {"type": "unpersisted"})."""
+    if not data:
+        return False
+    if isinstance(data, dict) and data.get("type") == "unpersisted":
+        return False
+    return True
