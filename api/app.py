@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 import falcon
@@ -25,8 +26,29 @@ AREAS = [
 ]
 
 
+# Modules whose import registers background services (appliance.services.register).
+SERVICE_MODULES: list[str] = []
+
+
 class Lifespan:
+    """Starts the background services with the worker and stops them (then the pools) at exit."""
+
+    def __init__(self, run_services: bool):
+        self.run_services = run_services
+        self.runner = None
+
+    async def process_startup(self, scope, event):
+        if self.run_services:
+            from appliance import services
+
+            for name in SERVICE_MODULES:
+                importlib.import_module(name)
+            self.runner = services.Runner()
+            self.runner.start()
+
     async def process_shutdown(self, scope, event):
+        if self.runner is not None:
+            await self.runner.shutdown()
         dbmod.close_all()
 
 
@@ -39,7 +61,9 @@ def create_app(settings: Settings | None = None, *, init_db: bool = True) -> fal
             pool_size=settings.db_pool_size,
         )
     auth = middleware.AuthMiddleware(settings.auth_string, settings.api_prefix)
-    app = falcon.asgi.App(middleware=[auth, middleware.ApiVersionMiddleware(), Lifespan()])
+    app = falcon.asgi.App(
+        middleware=[auth, middleware.ApiVersionMiddleware(), Lifespan(settings.services_enabled)]
+    )
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_qs_csv = False
     app.resp_options.secure_cookies_by_default = False
@@ -49,8 +73,6 @@ def create_app(settings: Settings | None = None, *, init_db: bool = True) -> fal
 
     prefix = settings.api_prefix
     root.register(app, prefix, settings)
-    import importlib
-
     for name in AREAS:
         importlib.import_module(name).register(app, prefix)
     return app

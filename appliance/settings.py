@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(8, ge=1, le=256, description="Database threads (and connections) per worker.")
     db_wait_seconds: float = Field(30.0, ge=0, description="How long `serve` waits for the database at boot.")
     db_busy_timeout_ms: int = Field(30000, ge=0, description="SQLite busy timeout.")
+    services_enabled: bool = Field(
+        True, description="Run the background services (schedulers, sweepers) in this process."
+    )
     auth_string: str | None = Field(
         None, description="'user:pass' enables HTTP basic auth (health and ready stay open)."
     )

@@ -1,0 +1,74 @@
+"""Background services (loops) that run inside every API worker process.
+
+Each service is a plain function doing one bounded pass of work in one write
+transaction (``db.run_write``), registered with an interval. Every replica runs every
+service; the work itself must be safe under that — conditional updates, row locks
+(``FOR UPDATE SKIP LOCKED`` on PostgreSQL) or an advisory lock — never in-process
+state. A failing pass is logged and retried at the next interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from db import database as dbmod
+
+log = logging.getLogger("appliance.services")
+
+
+@dataclass
+class Service:
+    name: str
+    interval_seconds: float
+    run_once: Callable[[], object]  # runs inside one write transaction
+
+
+REGISTRY: list[Service] = []
+
+
+def register(name: str, interval_seconds: float):
+    """Decorator: ``@register("lease-sweeper", 5)`` on a function run in a write transaction."""
+
+    def wrap(fn):
+        REGISTRY.append(Service(name, interval_seconds, fn))
+        return fn
+
+    return wrap
+
+
+async def _loop(service: Service, stop: asyncio.Event) -> None:
+    # Spread replicas/workers so they do not all wake at the same instant.
+    await asyncio.sleep(random.uniform(0, min(service.interval_seconds, 2.0)))
+    while not stop.is_set():
+        try:
+            await dbmod.run_write(service.run_once)
+        except Exception:  # noqa: BLE001 - a service must outlive a bad pass
+            log.exception("service %s failed; retrying in %ss", service.name, service.interval_seconds)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), service.interval_seconds)
+
+
+class Runner:
+    """Starts every registered service on the worker's event loop; stops them at shutdown."""
+
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()
+        self.tasks: list[asyncio.Task] = []
+
+    def start(self, services: list[Service] | None = None) -> None:
+        for service in services if services is not None else REGISTRY:
+            self.tasks.append(asyncio.create_task(_loop(service, self.stop), name=f"service:{service.name}"))
+
+    async def shutdown(self) -> None:
+        self.stop.set()
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.tasks.clear()
