@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import peewee
-from peewee_migrate import Router
 
 from db import database as dbmod
 
@@ -36,7 +35,9 @@ class Revision:
     applied: bool
 
 
-def _router() -> Router:
+def _router():
+    from peewee_migrate import Router  # imported lazily: only migrations need it
+
     # Quiet peewee-migrate's own INFO lines; the CLI prints what happened.
     logging.getLogger("peewee_migrate").setLevel(logging.WARNING)
     return Router(dbmod.database.obj, migrate_dir=MIGRATIONS_DIR, migrate_table=MIGRATE_TABLE)
