@@ -69,6 +69,7 @@ def make_database(url: str, *, busy_timeout_ms: int = 30000) -> peewee.Database:
         if not parsed.path.strip("/"):
             raise DatabaseURLError(f"PostgreSQL URL has no database name: {url}")
         params = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        _raw_json_from_psycopg2()
         return peewee.PostgresqlDatabase(
             unquote(parsed.path.lstrip("/")),
             user=unquote(parsed.username) if parsed.username else None,
@@ -83,6 +84,18 @@ def make_database(url: str, *, busy_timeout_ms: int = 30000) -> peewee.Database:
     raise DatabaseURLError(
         f"unsupported database URL scheme {parsed.scheme!r}: use sqlite:///PATH or postgresql://…"
     )
+
+
+def _raw_json_from_psycopg2() -> None:
+    """Have psycopg2 hand JSON/JSONB back as text: db.fields.JSONField parses it (with orjson).
+
+    Left to psycopg2, a stored JSON string ("# Hello") would arrive already decoded and be
+    indistinguishable from JSON text.
+    """
+    import psycopg2.extras
+
+    psycopg2.extras.register_default_json(loads=lambda text: text, globally=True)
+    psycopg2.extras.register_default_jsonb(loads=lambda text: text, globally=True)
 
 
 def init(url: str, *, busy_timeout_ms: int = 30000, pool_size: int = 8) -> peewee.Database:

@@ -14,7 +14,8 @@ def dumps(value) -> str:
 
 
 class JSONField(peewee.Field):
-    """Free JSON: JSONB on PostgreSQL (psycopg2 hands back parsed values), TEXT on SQLite."""
+    """Free JSON: JSONB on PostgreSQL, TEXT on SQLite; both hand back text (see
+    db.database._raw_json_from_psycopg2), parsed here."""
 
     field_type = "JSON"
 
@@ -24,8 +25,8 @@ class JSONField(peewee.Field):
         return dumps(value)
 
     def python_value(self, value):
-        if value is None or not isinstance(value, str | bytes):
-            return value
+        if value is None:
+            return None
         return orjson.loads(value)
 
 
