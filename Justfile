@@ -6,6 +6,41 @@ py := venv + "/bin/python"
 
 # --- core ---
 
+# Install the package with the test extra into .venv
+install:
+    python3.11 -m venv {{venv}}
+    {{venv}}/bin/pip install -e '.[test]'
+
+# Serve the API on http://127.0.0.1:4200/api (SQLite in ~/.appliance unless APPLIANCE_DATABASE_URL is set)
+serve *ARGS:
+    {{venv}}/bin/appliance serve {{ARGS}}
+
+# The whole suite (SQLite and the PostgreSQL on 127.0.0.1:5432), as CI runs it
+test *ARGS:
+    {{py}} -m pytest -q {{ARGS}}
+
+# Ruff over the tree
+lint:
+    {{venv}}/bin/ruff check .
+    {{venv}}/bin/ruff format --check . || true
+
+# Apply migrations (default: all; REV = a revision name)
+db-upgrade REV="head":
+    {{venv}}/bin/appliance database upgrade -y -r {{REV}}
+
+# Revert migrations (REV = -1, a revision name, or base)
+db-downgrade REV="-1":
+    {{venv}}/bin/appliance database downgrade -y -r {{REV}}
+
+# Drop everything and reapply the schema
+db-reset:
+    {{venv}}/bin/appliance database reset -y
+
+# Current revision and history
+db-status:
+    {{venv}}/bin/appliance database current
+    {{venv}}/bin/appliance database history
+
 # --- ops ---
 
 # --- bench ---
