@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 from db import database as dbmod
-from db.fields import utcnow
+from db.fields import utcnow, uuid7
 from db.states import parse_datetime
 
 LOG_COLUMNS = ("id", "created", "name", "level", "message", "timestamp", "flow_run_id", "task_run_id")
@@ -21,13 +22,30 @@ class LogInvalid(ValueError):
         self.value = value
 
 
-def _uuid_or_none(value, index, field):
+def _uuid_or_none(value, index, field, seen: dict):
     if value is None:
         return None
+    canonical = seen.get(value)  # a batch usually names one flow run over and over
+    if canonical is None:
+        try:
+            canonical = seen[value] = str(uuid.UUID(value))
+        except (ValueError, TypeError, AttributeError):
+            raise LogInvalid(index, field, "Input should be a valid UUID", value) from None
+    return canonical
+
+
+def _storage_timestamp(value) -> str | None:
+    """The client's timestamp in the stored text form; None when it is not a datetime."""
+    if not isinstance(value, str):
+        return None
     try:
-        return str(uuid.UUID(value))
-    except (ValueError, TypeError, AttributeError):
-        raise LogInvalid(index, field, "Input should be a valid UUID", value) from None
+        if len(value) == 27 and value[10] == "T" and value[26] == "Z":  # the SDK's own form
+            dt.datetime.fromisoformat(value[:26])
+            return f"{value[:10]} {value[11:26]}"
+        parsed = parse_datetime(value)
+    except ValueError:
+        return None
+    return parsed.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def validate_logs(items) -> list[tuple]:
@@ -38,6 +56,7 @@ def validate_logs(items) -> list[tuple]:
         raise LogInvalid(-1, "", f"At most {MAX_BATCH} logs per request", len(items))
     now = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")
     rows = []
+    seen: dict = {}
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise LogInvalid(i, "", "Input should be a valid dictionary", item)
@@ -48,22 +67,19 @@ def validate_logs(items) -> list[tuple]:
             raise LogInvalid(i, "level", "Field required" if level is None else "Input should be a valid integer", level)
         if not isinstance(message, str):
             raise LogInvalid(i, "message", "Field required" if message is None else "Input should be a valid string", message)
-        try:
-            timestamp = parse_datetime(item["timestamp"]) if isinstance(item.get("timestamp"), str) else None
-        except ValueError:
-            timestamp = None
+        timestamp = _storage_timestamp(item.get("timestamp"))
         if timestamp is None:
             raise LogInvalid(i, "timestamp", "Input should be a valid datetime", item.get("timestamp"))
         rows.append(
             (
-                str(uuid.uuid4()),
+                uuid7(),
                 now,
                 name,
                 level,
                 message,
-                timestamp.strftime("%Y-%m-%d %H:%M:%S.%f"),
-                _uuid_or_none(item.get("flow_run_id"), i, "flow_run_id"),
-                _uuid_or_none(item.get("task_run_id"), i, "task_run_id"),
+                timestamp,
+                _uuid_or_none(item.get("flow_run_id"), i, "flow_run_id", seen),
+                _uuid_or_none(item.get("task_run_id"), i, "task_run_id", seen),
             )
         )
     return rows

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
+
+from db.fields import uuid7
 
 STATE_TYPES = (
     "SCHEDULED",
@@ -40,15 +41,6 @@ STATE_DETAILS_DEFAULTS = {
     "traceparent": None,
     "deployment_concurrency_lease_id": None,
 }
-
-
-def uuid7() -> str:
-    """A time-ordered UUID (version 7), as Prefect's server uses for states and logs."""
-    ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
-    rand = uuid.uuid4().int
-    value = (ms & ((1 << 48) - 1)) << 80 | (0x7 << 76) | ((rand >> 64) & 0xFFF) << 64
-    value |= (0b10 << 62) | (rand & ((1 << 62) - 1))
-    return str(uuid.UUID(int=value))
 
 
 def parse_datetime(value) -> dt.datetime | None:
