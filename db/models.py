@@ -52,12 +52,12 @@ class FlowRun(BaseModel):
     labels = JSONField(null=True)
     parent_task_run_id = UUIDStr(null=True, index=True)
     state_id = UUIDStr(null=True)
-    state_type = pw.CharField(max_length=16, null=True, index=True)
+    state_type = pw.CharField(max_length=16, null=True)
     state_name = pw.TextField(null=True)
     state_timestamp = UTCDateTime(null=True)
     state = JSONField(null=True)
     run_count = pw.IntegerField(default=0)
-    expected_start_time = UTCDateTime(null=True, index=True)
+    expected_start_time = UTCDateTime(null=True)
     next_scheduled_start_time = UTCDateTime(null=True, index=True)
     start_time = UTCDateTime(null=True)
     end_time = UTCDateTime(null=True)
@@ -69,7 +69,12 @@ class FlowRun(BaseModel):
     job_variables = JSONField(null=True)
 
     class Meta:
-        indexes = ((("flow_id", "idempotency_key"), True),)
+        indexes = (
+            (("flow_id", "idempotency_key"), True),
+            # Sort indexes: the listing order (expected start, then id) straight from the index.
+            (("expected_start_time", "id"), False),
+            (("state_type", "expected_start_time", "id"), False),
+        )
 
 
 class FlowRunState(BaseModel):
@@ -103,20 +108,24 @@ class TaskRun(BaseModel):
     labels = JSONField(null=True)
     task_inputs = JSONField(default=dict)
     state_id = UUIDStr(null=True)
-    state_type = pw.CharField(max_length=16, null=True, index=True)
+    state_type = pw.CharField(max_length=16, null=True)
     state_name = pw.TextField(null=True)
     state_timestamp = UTCDateTime(null=True)
     state = JSONField(null=True)
     run_count = pw.IntegerField(default=0)
     flow_run_run_count = pw.IntegerField(default=0)
-    expected_start_time = UTCDateTime(null=True, index=True)
+    expected_start_time = UTCDateTime(null=True)
     next_scheduled_start_time = UTCDateTime(null=True)
     start_time = UTCDateTime(null=True)
     end_time = UTCDateTime(null=True)
     total_run_time = pw.FloatField(default=0.0)
 
     class Meta:
-        indexes = ((("flow_run_id", "task_key", "dynamic_key"), True),)
+        indexes = (
+            (("flow_run_id", "task_key", "dynamic_key"), True),
+            (("expected_start_time", "id"), False),
+            (("state_type", "expected_start_time", "id"), False),
+        )
 
 
 class TaskRunState(BaseModel):

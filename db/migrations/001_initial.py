@@ -9,6 +9,15 @@ import peewee as pw
 
 from db.fields import JSONField, UTCDateTime, UUIDStr
 
+# Listing sort indexes: ORDER BY expected_start_time DESC (NULLs last), id DESC is a backward
+# scan of (expected_start_time NULLS FIRST, id). SQLite sorts NULLs first already.
+SORT_INDEXES = [
+    ("flow_run", "ix_flow_run_expected", ["expected_start_time", "id"]),
+    ("flow_run", "ix_flow_run_state_expected", ["state_type", "expected_start_time", "id"]),
+    ("task_run", "ix_task_run_expected", ["expected_start_time", "id"]),
+    ("task_run", "ix_task_run_state_expected", ["state_type", "expected_start_time", "id"]),
+]
+
 TRIGRAM_INDEXES = [
     ("flow", "name"),
     ("flow_run", "name"),
@@ -74,12 +83,12 @@ def migrate(migrator, database, fake=False):
         labels = JSONField(null=True)
         parent_task_run_id = UUIDStr(null=True, index=True)
         state_id = UUIDStr(null=True)
-        state_type = pw.CharField(max_length=16, null=True, index=True)
+        state_type = pw.CharField(max_length=16, null=True)
         state_name = pw.TextField(null=True)
         state_timestamp = UTCDateTime(null=True)
         state = JSONField(null=True)
         run_count = pw.IntegerField()
-        expected_start_time = UTCDateTime(null=True, index=True)
+        expected_start_time = UTCDateTime(null=True)
         next_scheduled_start_time = UTCDateTime(null=True, index=True)
         start_time = UTCDateTime(null=True)
         end_time = UTCDateTime(null=True)
@@ -127,13 +136,13 @@ def migrate(migrator, database, fake=False):
         labels = JSONField(null=True)
         task_inputs = JSONField()
         state_id = UUIDStr(null=True)
-        state_type = pw.CharField(max_length=16, null=True, index=True)
+        state_type = pw.CharField(max_length=16, null=True)
         state_name = pw.TextField(null=True)
         state_timestamp = UTCDateTime(null=True)
         state = JSONField(null=True)
         run_count = pw.IntegerField()
         flow_run_run_count = pw.IntegerField()
-        expected_start_time = UTCDateTime(null=True, index=True)
+        expected_start_time = UTCDateTime(null=True)
         next_scheduled_start_time = UTCDateTime(null=True)
         start_time = UTCDateTime(null=True)
         end_time = UTCDateTime(null=True)
@@ -222,6 +231,10 @@ def migrate(migrator, database, fake=False):
         class Meta:
             table_name = "artifact_collection"
 
+    for table, name, columns in SORT_INDEXES:
+        cols = ", ".join(f"{c} NULLS FIRST" if is_pg and c == "expected_start_time" else c for c in columns)
+        migrator.sql(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({cols})")
+
     if is_pg:
         for table, column in TRIGRAM_INDEXES:
             migrator.sql(
@@ -231,6 +244,8 @@ def migrate(migrator, database, fake=False):
 
 
 def rollback(migrator, database, fake=False):
+    for _table, name, _columns in SORT_INDEXES:
+        migrator.sql(f"DROP INDEX IF EXISTS {name}")
     if isinstance(database, pw.PostgresqlDatabase):
         for table, column in TRIGRAM_INDEXES:
             migrator.sql(f"DROP INDEX IF EXISTS ix_{table}_{column}_trgm")
