@@ -16,7 +16,7 @@ class ApplianceServer(BaseApplication):
         self.options = {
             "bind": bind,
             "workers": workers,
-            "worker_class": "uvicorn_worker.UvicornWorker",
+            "worker_class": "appliance.uvicorn_worker.ApplianceWorker",
             "loglevel": log_level,
             "accesslog": "-" if log_level == "debug" else None,
             "errorlog": "-",
