@@ -27,7 +27,9 @@ AREAS = [
 
 
 # Modules whose import registers background services (appliance.services.register).
-SERVICE_MODULES: list[str] = []
+SERVICE_MODULES: list[str] = [
+    "db.services_core",
+]
 
 
 class Lifespan:

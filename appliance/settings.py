@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     services_enabled: bool = Field(
         True, description="Run the background services (schedulers, sweepers) in this process."
     )
+    events_retention_days: float = Field(7.0, gt=0, description="Events older than this are deleted.")
     auth_string: str | None = Field(
         None, description="'user:pass' enables HTTP basic auth (health and ready stay open)."
     )
