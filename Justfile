@@ -22,7 +22,6 @@ test *ARGS:
 # Ruff over the tree
 lint:
     {{venv}}/bin/ruff check .
-    {{venv}}/bin/ruff format --check . || true
 
 # Apply migrations (default: all; REV = a revision name)
 db-upgrade REV="head":

@@ -80,3 +80,32 @@ def test_basic_auth(migrated, tmp_home, monkeypatch):
     assert client.simulate_get("/api/admin/version", headers={"Authorization": "Basic %%%"}).status_code == 401
     good = "Basic " + base64.b64encode(b"admin:pass").decode()
     assert client.simulate_get("/api/admin/version", headers={"Authorization": good}).json == "3.8.8"
+
+
+def test_unexpected_exception_is_a_logged_json_500(client, caplog):
+    """The one catch-all handler: a bug answers JSON 500 and logs the traceback."""
+
+    class Broken:
+        async def on_get(self, req, resp):
+            raise RuntimeError("boom")
+
+    client.app.add_route("/api/test-broken", Broken())
+    with caplog.at_level("ERROR", logger="appliance.api"):
+        result = client.simulate_get("/api/test-broken")
+    assert result.status_code == 500
+    assert result.json == {"exception_message": "Internal Server Error"}
+    assert any("boom" in (r.exc_text or "") or r.exc_info for r in caplog.records)
+
+
+def test_transient_database_error_is_503_with_retry_after(client):
+    import peewee
+
+    class Locked:
+        async def on_get(self, req, resp):
+            raise peewee.OperationalError("database is locked")
+
+    client.app.add_route("/api/test-locked", Locked())
+    result = client.simulate_get("/api/test-locked")
+    assert result.status_code == 503
+    assert result.headers["retry-after"] == "1"
+    assert result.json == {"exception_message": "Service Unavailable"}
