@@ -12,7 +12,7 @@ from api.listing import build_query, count_query, filter_failed, read_filter_bod
 from api.schemas import ArtifactCreate, ArtifactUpdate
 from db import artifacts
 from db import database as db
-from db.filters import FilterError, paging, sort_for, where_for
+from db.filters import FilterError, paging, sort_for
 from db.models import Artifact, ArtifactCollection
 from db.queries import ARTIFACT_COLLECTIONS, FLOW_RUNS, TASK_RUNS, artifact_sorts
 
@@ -134,5 +134,3 @@ def register(app, prefix: str) -> None:
     app.add_route(f"{prefix}/artifacts/{{ident}}", ArtifactById())
     app.add_route(f"{prefix}/artifacts/{{ident}}/latest", LatestByKey())
 
-
-__all__ = ["register", "where_for"]

@@ -21,7 +21,7 @@ import falcon
 import orjson
 
 from api import state
-from api.errors import ApiError, ValidationFailed, invalid
+from api.errors import ApiError, invalid
 from api.http import no_content, read_json, send
 from db import database as db
 from db import events as events_mod
@@ -399,5 +399,3 @@ def register(app, prefix: str) -> None:
     app.add_route(f"{prefix}/events/filter/next", EventFilterNext())
     app.add_route(f"{prefix}/events/count-by/{{countable}}", EventCountBy())
 
-
-__all__ = ["register", "ValidationFailed"]

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from api import shapes
-from api.errors import ApiError, conflict, invalid, not_found
+from api.errors import conflict, invalid, not_found
 from api.http import no_content, read_json, read_model, send
 from api.listing import build_query, count_query, page_body, read_filter_body
 from api.schemas import FlowRunCreate, FlowRunUpdate, HistoryRequest, SetState
@@ -174,5 +174,3 @@ def register(app, prefix: str) -> None:
     app.add_route(f"{prefix}/flow_run_states", FlowRunStates())
     app.add_route(f"{prefix}/flow_run_states/{{state_id:uuid}}", FlowRunStateById())
 
-
-__all__ = ["register", "ApiError"]

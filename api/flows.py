@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from api import shapes
-from api.errors import ApiError, not_found
+from api.errors import not_found
 from api.http import no_content, read_model, send
 from api.listing import build_query, count_query, page_body, read_filter_body
 from api.schemas import FlowCreate, FlowUpdate
@@ -94,5 +94,3 @@ def register(app, prefix: str) -> None:
     app.add_route(f"{prefix}/flows/name/{{name}}", FlowByName())
     app.add_route(f"{prefix}/flows/{{flow_id:uuid}}", FlowById())
 
-
-__all__ = ["register", "ApiError"]

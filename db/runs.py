@@ -33,7 +33,7 @@ from db.orchestration import (
     orchestrate,
     protect_persisted_completed,
 )
-from db.states import TERMINAL, details_with_defaults, iso, new_state, parse_datetime
+from db.states import TERMINAL, iso, new_state, parse_datetime
 
 DATETIME_DETAIL_KEYS = ("scheduled_time", "pause_timeout", "cache_expiration")
 
@@ -514,6 +514,3 @@ def delete_task_run(task_run_id: str) -> None:
         raise NotFound("Task run not found")
     TaskRunState.delete().where(TaskRunState.task_run_id == task_run_id).execute()
 
-
-def details_defaults(details):
-    return details_with_defaults(details)
