@@ -23,12 +23,18 @@ AREAS = [
     "api.artifacts",
     "api.events",
     "api.concurrency",
+    "api.deployments",
+    "api.work_pools",
+    "api.work_queues",
+    "api.automations",
+    "api.flow_run_inputs",
 ]
 
 
 # Modules whose import registers background services (appliance.services.register).
 SERVICE_MODULES: list[str] = [
     "db.services_core",
+    "db.services_runs",
 ]
 
 

@@ -22,14 +22,23 @@ class FlowRuns:
     async def on_post(self, req, resp):
         body = await read_model(req, FlowRunCreate)
         data = body.domain()
-        if data.get("work_pool_name"):
-            # Work pools arrive with the deployments/workers issue; none can exist yet.
-            raise not_found(f"Work pool {data['work_pool_name']!r} not found.")
         try:
-            row, created = await db.run_write(runs.create_flow_run, data)
+            row, created = await db.run_write(_create_flow_run, data)
+        except runs.NotFound as exc:
+            raise not_found(str(exc)) from None
         except runs.Conflict as exc:
             raise conflict(str(exc)) from None
         send(resp, shapes.flow_run(row), 201 if created else 200)
+
+
+def _create_flow_run(data: dict):
+    """Resolve the named work pool/queue (404 if unknown), then create the run."""
+    if data.get("work_pool_name") or data.get("work_queue_name"):
+        from db import work_pools
+
+        placed = work_pools.resolve_queue(data.get("work_pool_name"), data.get("work_queue_name"))
+        data = dict(data, **placed)
+    return runs.create_flow_run(data)
 
 
 class FlowRunById:

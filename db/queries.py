@@ -270,3 +270,78 @@ def artifact_sorts(model):
         "KEY_DESC": [model.key.desc(), model.id.desc()],
         "KEY_ASC": [model.key.asc(), model.id.desc()],
     }
+
+
+# --- deployments, work pools, work queues, workers (issue 9) ---------------------------------
+
+from db.models_deployments import Deployment, Worker, WorkPool, WorkQueue  # noqa: E402
+
+DEPLOYMENTS = register(
+    Entity(
+        "deployments",
+        Deployment,
+        {
+            "id": FieldSpec(Deployment.id, "uuid"),
+            "name": FieldSpec(Deployment.name, "text"),
+            "flow_or_deployment_name": FieldSpec(Deployment.name, "text"),
+            "paused": FieldSpec(Deployment.paused, "bool"),
+            "tags": FieldSpec(Deployment.tags, "tags"),
+            "work_queue_name": FieldSpec(Deployment.work_queue_name, "text"),
+            "work_queue_id": FieldSpec(Deployment.work_queue_id, "uuid"),
+            "concurrency_limit": FieldSpec(Deployment.concurrency_limit, "int"),
+        },
+        links={
+            "flows": lambda c: Deployment.flow_id.in_(Flow.select(Flow.id).where(c)),
+            "flow_runs": lambda c: Deployment.id.in_(FlowRun.select(FlowRun.deployment_id).where(c)),
+            "work_pools": lambda c: Deployment.work_queue_id.in_(
+                WorkQueue.select(WorkQueue.id).where(WorkQueue.work_pool_id.in_(WorkPool.select(WorkPool.id).where(c)))
+            ),
+            "work_pool_queues": lambda c: Deployment.work_queue_id.in_(WorkQueue.select(WorkQueue.id).where(c)),
+        },
+    )
+)
+
+WORK_POOLS = register(
+    Entity(
+        "work_pools",
+        WorkPool,
+        {
+            "id": FieldSpec(WorkPool.id, "uuid"),
+            "name": FieldSpec(WorkPool.name, "text"),
+            "type": FieldSpec(WorkPool.type, "text"),
+        },
+    )
+)
+
+WORK_POOL_QUEUES = register(
+    Entity(
+        "work_pool_queues",
+        WorkQueue,
+        {
+            "id": FieldSpec(WorkQueue.id, "uuid"),
+            "name": FieldSpec(WorkQueue.name, "text"),
+        },
+    )
+)
+
+WORKERS = register(
+    Entity(
+        "workers",
+        Worker,
+        {
+            "last_heartbeat_time": FieldSpec(Worker.last_heartbeat_time, "datetime"),
+            "status": FieldSpec(Worker.status, "text"),
+            "name": FieldSpec(Worker.name, "text"),
+        },
+    )
+)
+
+FLOW_RUNS.links["deployments"] = lambda c: FlowRun.deployment_id.in_(Deployment.select(Deployment.id).where(c))
+FLOW_RUNS.links["work_pools"] = lambda c: FlowRun.work_queue_id.in_(
+    WorkQueue.select(WorkQueue.id).where(WorkQueue.work_pool_id.in_(WorkPool.select(WorkPool.id).where(c)))
+)
+FLOW_RUNS.links["work_pool_queues"] = lambda c: FlowRun.work_queue_id.in_(WorkQueue.select(WorkQueue.id).where(c))
+FLOWS.links["deployments"] = lambda c: Flow.id.in_(Deployment.select(Deployment.flow_id).where(c))
+FLOWS.links["work_pools"] = lambda c: Flow.id.in_(
+    FlowRun.select(FlowRun.flow_id).where(FLOW_RUNS.links["work_pools"](c))
+)

@@ -1,0 +1,183 @@
+"""The scheduler: materialises auto-scheduled runs of deployments' active schedules.
+
+Prefect's rules: a non-paused deployment with active schedules gets runs up to at
+least ``MIN_RUNS`` future runs and at least ``MIN_SCHEDULED_TIME`` ahead, at most
+``MAX_RUNS`` per schedule (or the schedule's ``max_scheduled_runs``) and never beyond
+``MAX_SCHEDULED_TIME``. Each run's idempotency key is
+``"scheduled <deployment> <schedule> <date>"``, unique per flow in the database — so
+several replicas running the scheduler at once can only ever insert each run once
+(the loser's insert hits the unique index and is skipped).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import peewee as pw
+
+from db import database as dbmod
+from db import runs
+from db import schedules as sched
+from db.fields import new_id, utcnow
+from db.models import FlowRun
+from db.models_deployments import Deployment, DeploymentSchedule, WorkPool, WorkQueue
+from db.states import iso
+
+MIN_RUNS = 3
+MAX_RUNS = 100
+MIN_SCHEDULED_TIME = dt.timedelta(hours=1)
+MAX_SCHEDULED_TIME = dt.timedelta(days=100)
+BATCH = 500
+
+
+def idempotency_key(deployment_id: str, schedule_id: str, when: dt.datetime) -> str:
+    return f"scheduled {deployment_id} {schedule_id} {iso(when).replace('Z', '+00:00')}"
+
+
+def deployments_needing_runs(now: dt.datetime, limit: int = BATCH) -> list[str]:
+    """Non-paused deployments with an active schedule and fewer than MIN_RUNS future runs
+    or none beyond now + MIN_SCHEDULED_TIME."""
+    future = (
+        FlowRun.select(
+            FlowRun.deployment_id,
+            pw.fn.COUNT(FlowRun.id).alias("n"),
+            pw.fn.MAX(FlowRun.next_scheduled_start_time).alias("last"),
+        )
+        .where(
+            (FlowRun.auto_scheduled == True)  # noqa: E712
+            & (FlowRun.state_type == "SCHEDULED")
+            & (FlowRun.next_scheduled_start_time >= now)
+            & FlowRun.deployment_id.is_null(False)
+        )
+        .group_by(FlowRun.deployment_id)
+        .alias("future")
+    )
+    active = DeploymentSchedule.select(DeploymentSchedule.deployment_id).where(DeploymentSchedule.active == True)  # noqa: E712
+    query = (
+        Deployment.select(Deployment.id)
+        .join(future, pw.JOIN.LEFT_OUTER, on=(future.c.deployment_id == Deployment.id))
+        .where(
+            (Deployment.paused == False)  # noqa: E712
+            & Deployment.id.in_(active)
+            & (
+                future.c.n.is_null()
+                | (future.c.n < MIN_RUNS)
+                | (future.c.last < now + MIN_SCHEDULED_TIME)
+            )
+        )
+        .order_by(Deployment.id)
+        .limit(limit)
+    )
+    return [r for (r,) in query.tuples()]
+
+
+def _due_dates(schedule: dict, now: dt.datetime) -> list[dt.datetime]:
+    """Dates from now: stop once there are MIN_RUNS and MIN_SCHEDULED_TIME is covered."""
+    cap = min(schedule["max_scheduled_runs"] or MAX_RUNS, MAX_RUNS)
+    candidates = sched.dates(schedule["schedule"], now, now + MAX_SCHEDULED_TIME, cap)
+    out = []
+    for when in candidates:
+        if len(out) >= MIN_RUNS and when > now + MIN_SCHEDULED_TIME:
+            break
+        out.append(when)
+    return out
+
+
+def runs_for_deployment(dep: dict, schedules: list[dict], placement: dict, now: dt.datetime) -> list[dict]:
+    """The run rows (and their first state) the scheduler wants for one deployment."""
+    rows = []
+    for schedule in schedules:
+        if not schedule["active"]:
+            continue
+        display = schedule["slug"] or sched.display_name(schedule["schedule"])
+        parameters = {**(dep["parameters"] or {}), **(schedule["parameters"] or {})}
+        for when in _due_dates(schedule, now):
+            rows.append(
+                {
+                    "flow_id": dep["flow_id"],
+                    "deployment_id": dep["id"],
+                    "deployment_version": dep["version"],
+                    "parameters": parameters,
+                    "tags": list(dict.fromkeys(["auto-scheduled", *(dep["tags"] or [])])),
+                    "labels": dict(dep["labels"] or {}),
+                    "idempotency_key": idempotency_key(dep["id"], schedule["id"], when),
+                    "auto_scheduled": True,
+                    "created_by": {"id": schedule["id"], "type": "SCHEDULE", "display_value": display},
+                    "state": {
+                        "type": "SCHEDULED",
+                        "name": "Scheduled",
+                        "message": "Flow run scheduled",
+                        "state_details": {"scheduled_time": when},
+                    },
+                    "job_variables": dep["job_variables"] or {},
+                    **placement,
+                }
+            )
+    return rows
+
+
+def _placement(dep: dict) -> dict:
+    out = {"work_queue_id": dep["work_queue_id"], "work_queue_name": dep["work_queue_name"],
+           "work_pool_id": None, "work_pool_name": None}
+    if dep["work_queue_id"]:
+        row = (
+            WorkQueue.select(WorkQueue.work_pool_id, WorkPool.name)
+            .join(WorkPool, on=(WorkPool.id == WorkQueue.work_pool_id))
+            .where(WorkQueue.id == dep["work_queue_id"])
+            .tuples()
+            .first()
+        )
+        if row:
+            out["work_pool_id"], out["work_pool_name"] = row
+    return out
+
+
+def schedule_deployments(deployment_ids: list[str], now: dt.datetime | None = None) -> int:
+    """Insert the missing auto-scheduled runs of these deployments; returns how many were new."""
+    now = now or utcnow()
+    if not deployment_ids:
+        return 0
+    deps = {d["id"]: d for d in Deployment.select().where(Deployment.id.in_(deployment_ids)).dicts()}
+    by_dep: dict[str, list] = {}
+    for s in DeploymentSchedule.select().where(DeploymentSchedule.deployment_id.in_(list(deps))).dicts():
+        by_dep.setdefault(s["deployment_id"], []).append(s)
+    wanted = []
+    for dep_id, dep in deps.items():
+        if dep["paused"]:
+            continue
+        wanted.extend(runs_for_deployment(dep, by_dep.get(dep_id, []), _placement(dep), now))
+    return insert_scheduled_runs(wanted)
+
+
+def insert_scheduled_runs(wanted: list[dict]) -> int:
+    """Insert runs whose idempotency key is not taken yet (per flow), with their states.
+
+    Existing keys are filtered first (one query per batch); a concurrent replica that
+    inserted the same key in between makes our insert fail on the unique index, inside a
+    savepoint, and that run is skipped.
+    """
+    created = 0
+    for start in range(0, len(wanted), BATCH):
+        batch = wanted[start:start + BATCH]
+        keys = [w["idempotency_key"] for w in batch]
+        taken = {
+            (f, k)
+            for f, k in FlowRun.select(FlowRun.flow_id, FlowRun.idempotency_key)
+            .where(FlowRun.idempotency_key.in_(keys))
+            .tuples()
+        }
+        for data in batch:
+            if (data["flow_id"], data["idempotency_key"]) in taken:
+                continue
+            try:
+                with dbmod.database.atomic():
+                    _, was_created = runs.create_flow_run(dict(data, id=new_id()))
+            except pw.IntegrityError:
+                continue
+            created += int(was_created)
+    return created
+
+
+def run_scheduler_pass(now: dt.datetime | None = None, limit: int = BATCH) -> int:
+    now = now or utcnow()
+    return schedule_deployments(deployments_needing_runs(now, limit), now)
