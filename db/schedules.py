@@ -187,17 +187,20 @@ def _interval_dates(schedule: dict, start: dt.datetime) -> Iterator[dt.datetime]
         days = int(seconds // DAY)
         local_anchor = anchor.replace(tzinfo=None)
         start_local = start.astimezone(tz).replace(tzinfo=None)
-        k = max(0, math.floor((start_local - local_anchor).total_seconds() / seconds) - 1)
+        k = math.floor((start_local - local_anchor).total_seconds() / seconds) - 1
         for _ in range(MAX_ITERATIONS * 10):
             candidate = (local_anchor + dt.timedelta(days=days * k)).replace(tzinfo=tz)
             k += 1
             if candidate >= start:
                 yield candidate
     else:
+        # Sub-day intervals are absolute time: step in UTC (aware arithmetic in a ZoneInfo
+        # would be wall-clock arithmetic).
         step = dt.timedelta(seconds=seconds)
-        k = max(0, math.ceil((start - anchor).total_seconds() / seconds))
+        anchor_utc = anchor.astimezone(dt.UTC)
+        k = math.ceil((start - anchor_utc).total_seconds() / seconds)
         while True:
-            yield (anchor + step * k).astimezone(tz)
+            yield (anchor_utc + step * k).astimezone(tz)
             k += 1
 
 
