@@ -80,12 +80,15 @@ def freeze_state(state: dict) -> dict:
 
 def state_from_proposal(proposal: dict) -> dict:
     """A StateCreate body (validated upstream) -> an in-memory state with a fresh id."""
+    details = dict(proposal.get("state_details") or {})
+    if proposal["type"] == "SCHEDULED" and not details.get("scheduled_time"):
+        details["scheduled_time"] = utcnow()  # Prefect: a Scheduled state without a time is due now
     return new_state(
         proposal["type"],
         proposal.get("name"),
         message=proposal.get("message"),
         data=proposal.get("data"),
-        details=dict(proposal.get("state_details") or {}),
+        details=details,
     )
 
 
