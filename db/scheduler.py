@@ -15,13 +15,13 @@ import datetime as dt
 
 import peewee as pw
 
-from db import database as dbmod
 from db import runs
 from db import schedules as sched
 from db.fields import new_id, utcnow
-from db.models import FlowRun
+from db.models import FlowRun, FlowRunState
 from db.models_deployments import Deployment, DeploymentSchedule, WorkPool, WorkQueue
-from db.states import iso
+from db.names import generate_name
+from db.states import iso, new_state
 
 MIN_RUNS = 3
 MAX_RUNS = 100
@@ -34,7 +34,7 @@ def idempotency_key(deployment_id: str, schedule_id: str, when: dt.datetime) -> 
     return f"scheduled {deployment_id} {schedule_id} {iso(when).replace('Z', '+00:00')}"
 
 
-def deployments_needing_runs(now: dt.datetime, limit: int = BATCH) -> list[str]:
+def deployments_needing_runs(now: dt.datetime, limit: int = BATCH, after: str = "") -> list[str]:
     """Non-paused deployments with an active schedule and fewer than MIN_RUNS future runs
     or none beyond now + MIN_SCHEDULED_TIME."""
     future = (
@@ -150,34 +150,99 @@ def schedule_deployments(deployment_ids: list[str], now: dt.datetime | None = No
 
 
 def insert_scheduled_runs(wanted: list[dict]) -> int:
-    """Insert runs whose idempotency key is not taken yet (per flow), with their states.
+    """Bulk-insert runs whose (flow, idempotency key) is not taken yet, with their first state.
 
-    Existing keys are filtered first (one query per batch); a concurrent replica that
-    inserted the same key in between makes our insert fail on the unique index, inside a
-    savepoint, and that run is skipped.
+    ``INSERT ... ON CONFLICT DO NOTHING`` on the unique (flow_id, idempotency_key) index:
+    a replica inserting the same run concurrently waits for the other's commit and then
+    skips it, so each run exists exactly once. Only the rows this call inserted (found by
+    their fresh ids) get a state-history row.
     """
     created = 0
+    now = utcnow()
     for start in range(0, len(wanted), BATCH):
-        batch = wanted[start:start + BATCH]
-        keys = [w["idempotency_key"] for w in batch]
-        taken = {
-            (f, k)
-            for f, k in FlowRun.select(FlowRun.flow_id, FlowRun.idempotency_key)
-            .where(FlowRun.idempotency_key.in_(keys))
-            .tuples()
-        }
-        for data in batch:
-            if (data["flow_id"], data["idempotency_key"]) in taken:
-                continue
-            try:
-                with dbmod.database.atomic():
-                    _, was_created = runs.create_flow_run(dict(data, id=new_id()))
-            except pw.IntegrityError:
-                continue
-            created += int(was_created)
+        batch = [_run_row(data, now) for data in wanted[start:start + BATCH]]
+        if not batch:
+            continue
+        states = {row["id"]: row.pop("__state") for row in batch}
+        FlowRun.insert_many(batch).on_conflict_ignore().execute()
+        mine = [r for (r,) in FlowRun.select(FlowRun.id).where(FlowRun.id.in_(list(states))).tuples()]
+        if mine:
+            FlowRunState.insert_many([_state_row(run_id, states[run_id], now) for run_id in mine]).execute()
+        created += len(mine)
     return created
 
 
-def run_scheduler_pass(now: dt.datetime | None = None, limit: int = BATCH) -> int:
+def _run_row(data: dict, now: dt.datetime) -> dict:
+    run_id = new_id()
+    when = data["state"]["state_details"]["scheduled_time"]
+    state = new_state(
+        "SCHEDULED", "Scheduled", message=data["state"]["message"],
+        details={"scheduled_time": when, "flow_run_id": run_id}, timestamp=now,
+    )
+    frozen = runs.freeze_state(state)
+    policy = dict(runs.FLOW_RUN_POLICY_DEFAULTS)
+    labels = dict(data["labels"] or {})
+    labels["prefect.flow.id"] = data["flow_id"]
+    labels["prefect.deployment.id"] = data["deployment_id"]
+    return {
+        "id": run_id,
+        "created": now,
+        "updated": now,
+        "name": generate_name(),
+        "flow_id": data["flow_id"],
+        "deployment_id": data["deployment_id"],
+        "deployment_version": data["deployment_version"],
+        "work_queue_id": data["work_queue_id"],
+        "work_queue_name": data["work_queue_name"],
+        "work_pool_id": data["work_pool_id"],
+        "work_pool_name": data["work_pool_name"],
+        "parameters": data["parameters"],
+        "idempotency_key": data["idempotency_key"],
+        "context": {},
+        "empirical_policy": policy,
+        "tags": data["tags"],
+        "labels": labels,
+        "run_count": 0,
+        "total_run_time": 0.0,
+        "auto_scheduled": True,
+        "created_by": data["created_by"],
+        "job_variables": data["job_variables"],
+        "state_id": state["id"],
+        "state_type": "SCHEDULED",
+        "state_name": "Scheduled",
+        "state_timestamp": now,
+        "state": frozen,
+        "expected_start_time": when,
+        "next_scheduled_start_time": when,
+        "__state": frozen,
+    }
+
+
+def _state_row(run_id: str, frozen: dict, now: dt.datetime) -> dict:
+    return {
+        "id": frozen["id"],
+        "created": now,
+        "flow_run_id": run_id,
+        "type": "SCHEDULED",
+        "name": "Scheduled",
+        "timestamp": now,
+        "message": frozen["message"],
+        "data": None,
+        "state_details": frozen["state_details"],
+    }
+
+
+def run_scheduler_pass(now: dt.datetime | None = None, limit: int = BATCH, max_batches: int = 20) -> int:
+    """Schedule every deployment that needs runs, a batch of deployments at a time."""
     now = now or utcnow()
-    return schedule_deployments(deployments_needing_runs(now, limit), now)
+    created = 0
+    after = ""  # id cursor: deployments that cannot reach MIN_RUNS must not starve the rest
+    for _ in range(max_batches):
+        ids = deployments_needing_runs(now, limit, after)
+        if not ids:
+            break
+        created += schedule_deployments(ids, now)
+        if len(ids) < limit:
+            break
+        after = ids[-1]
+    return created

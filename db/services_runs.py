@@ -35,7 +35,7 @@ def _exclusive(name: str) -> bool:
     return bool(dbmod.database.execute_sql("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()[0])
 
 
-@services.register("scheduler", 5)
+@services.register("scheduler", 2)
 def scheduler_pass() -> int:
     if not _exclusive("scheduler"):
         return 0

@@ -8,6 +8,12 @@ import peewee as pw
 
 from db.fields import JSONField, UTCDateTime, UUIDStr
 
+# The worker's and runner's polls: due SCHEDULED runs of a queue / a deployment, by time.
+RUN_INDEXES = [
+    ("ix_flow_run_queue_due", ["work_queue_id", "state_type", "next_scheduled_start_time"]),
+    ("ix_flow_run_deployment_due", ["deployment_id", "state_type", "next_scheduled_start_time"]),
+]
+
 TABLES = ["flow_run_input", "worker", "work_queue", "work_pool", "deployment_schedule", "deployment"]
 
 
@@ -127,7 +133,12 @@ def migrate(migrator, database, fake=False):
             table_name = "flow_run_input"
             indexes = ((("flow_run_id", "key"), True),)
 
+    for name, columns in RUN_INDEXES:
+        migrator.sql(f"CREATE INDEX IF NOT EXISTS {name} ON flow_run ({', '.join(columns)})")
+
 
 def rollback(migrator, database, fake=False):
+    for name, _columns in RUN_INDEXES:
+        migrator.sql(f"DROP INDEX IF EXISTS {name}")
     for table in TABLES:
         migrator.remove_model(table)
