@@ -58,6 +58,7 @@ def deployments_needing_runs(now: dt.datetime, limit: int = BATCH, after: str = 
         .join(future, pw.JOIN.LEFT_OUTER, on=(future.c.deployment_id == Deployment.id))
         .where(
             (Deployment.paused == False)  # noqa: E712
+            & (Deployment.id > after)
             & Deployment.id.in_(active)
             & (
                 future.c.n.is_null()
