@@ -419,6 +419,31 @@ def create_flow_run(deployment_id: str, data: dict) -> tuple[dict, bool]:
     return runs.create_flow_run(run)
 
 
+def deployment_slots(run: dict) -> dict | None:
+    """For rule F6: the run's deployment limit, collision strategy and active runs (other
+    than this one). Locks the deployment row on PostgreSQL so that two workers proposing
+    PENDING for runs of one deployment are counted one after the other."""
+    query = Deployment.select(Deployment.concurrency_limit, Deployment.concurrency_options).where(
+        Deployment.id == run["deployment_id"]
+    )
+    if dbmod.is_postgres():
+        query = query.for_update()
+    dep = query.dicts().first()
+    if dep is None or dep["concurrency_limit"] is None:
+        return None
+    active = (
+        FlowRun.select()
+        .where(
+            (FlowRun.deployment_id == run["deployment_id"])
+            & FlowRun.state_type.in_(("PENDING", "RUNNING", "CANCELLING"))
+            & (FlowRun.id != run["id"])
+        )
+        .count()
+    )
+    strategy = (dep["concurrency_options"] or {}).get("collision_strategy") or "ENQUEUE"
+    return {"limit": dep["concurrency_limit"], "strategy": strategy, "active": active}
+
+
 def get_scheduled_flow_runs(deployment_ids: list[str], before: dt.datetime | None, limit: int | None) -> list[dict]:
     """The runner's poll: SCHEDULED runs of these deployments due by ``before``; marks them READY."""
     now = utcnow()

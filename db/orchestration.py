@@ -129,6 +129,35 @@ def prevent_pending_transitions(ctx: Context) -> Decision | None:
     return Decision(ABORT, f"This run is in a {current['type']} state and cannot transition to a PENDING state.")
 
 
+DEPLOYMENT_SLOT_WAIT_SECONDS = 30
+
+
+def secure_deployment_concurrency_slots(ctx: Context) -> Decision | None:
+    """F6: a deployment with a concurrency limit admits a new run to PENDING only while
+    fewer than ``limit`` of its runs are PENDING/RUNNING/CANCELLING. The caller (db.runs)
+    puts the deployment's limit, strategy and active count on ``run["__deployment_slots"]``
+    (the deployment row locked, so concurrent proposals are serialised)."""
+    slots = ctx.run.get("__deployment_slots")
+    if slots is None or ctx.proposed["type"] != "PENDING":
+        return None
+    if ctx.current and ctx.current["type"] in ("PENDING", "RUNNING", "CANCELLING"):
+        return None
+    if slots["limit"] == 0:
+        return Decision(ABORT, "The deployment concurrency limit is 0. The flow will deadlock if submitted again.")
+    if slots["active"] < slots["limit"]:
+        return None
+    if slots["strategy"] == "CANCEL_NEW":
+        return Decision(
+            REJECT, "Deployment concurrency limit reached.",
+            state=new_state("CANCELLED", message="Deployment concurrency limit reached."),
+        )
+    wait = ctx.now + dt.timedelta(seconds=DEPLOYMENT_SLOT_WAIT_SECONDS)
+    return Decision(
+        REJECT, "Deployment concurrency limit reached.",
+        state=new_state("SCHEDULED", "AwaitingConcurrencySlot", details={"scheduled_time": wait}),
+    )
+
+
 def ensure_only_scheduled_flows_marked_late(ctx: Context) -> Decision | None:
     """F7"""
     current, proposed = ctx.current, ctx.proposed
@@ -247,6 +276,7 @@ FLOW_RULES = [
     enforce_cancelling_to_cancelled,
     bypass_cancelling_runs_with_no_infra,
     prevent_pending_transitions,
+    secure_deployment_concurrency_slots,
     ensure_only_scheduled_flows_marked_late,
     handle_pausing_flows,
     handle_resuming_paused_flows,

@@ -225,7 +225,12 @@ def set_flow_run_state(run_id: str, proposal: dict, force: bool = False) -> tupl
     if force:
         decision = orchestrate(ctx, [protect_persisted_completed, *FORCED_FLOW_RULES])
     else:
+        if proposed["type"] == "PENDING" and run.get("deployment_id"):
+            from db.deployments import deployment_slots  # deployments import this module
+
+            run["__deployment_slots"] = deployment_slots(run)
         decision = orchestrate(ctx, FLOW_RULES)
+        run.pop("__deployment_slots", None)
     return _apply_decision(run, ctx, decision, now, _write_flow_run_state)
 
 

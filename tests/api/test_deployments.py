@@ -167,3 +167,26 @@ def test_flow_run_inputs_and_resume(client, flow):
     assert resumed.json["state"]["type"] == "RUNNING"
     assert client.simulate_get(base + "/input/k-response").text == '{"ok":true}'
     assert client.simulate_get(base).json["run_count"] == 1
+
+
+@pytest.mark.parametrize("strategy", ["ENQUEUE", "CANCEL_NEW"])
+def test_deployment_concurrency_limit(client, flow, strategy):
+    dep = create(client, flow, concurrency_limit=1,
+                 concurrency_options={"collision_strategy": strategy}).json
+    url = f"/api/deployments/{dep['id']}/create_flow_run"
+    first, second = (client.simulate_post(url, json={}).json for _ in range(2))
+
+    def propose(run, type_, force=False):
+        return client.simulate_post(f"/api/flow_runs/{run['id']}/set_state",
+                                    json={"state": {"type": type_}, "force": force}).json
+
+    assert propose(first, "PENDING")["status"] == "ACCEPT"
+    blocked = propose(second, "PENDING")
+    assert blocked["status"] == "REJECT" and blocked["details"]["reason"] == "Deployment concurrency limit reached."
+    if strategy == "ENQUEUE":
+        assert blocked["state"]["type"] == "SCHEDULED" and blocked["state"]["name"] == "AwaitingConcurrencySlot"
+        assert propose(first, "RUNNING")["status"] == "ACCEPT"
+        assert propose(first, "COMPLETED")["status"] == "ACCEPT"
+        assert propose(second, "PENDING")["status"] == "ACCEPT"
+    else:
+        assert blocked["state"]["type"] == "CANCELLED"
