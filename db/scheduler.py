@@ -64,7 +64,9 @@ def deployments_needing_runs(now: dt.datetime, limit: int = BATCH, after: str = 
             & (
                 future.c.n.is_null()
                 | (future.c.n < MIN_RUNS)
-                | (future.c.last < now + MIN_SCHEDULED_TIME)
+                # A deployment already holding MAX_RUNS future runs cannot get more this pass
+                # (the per-schedule cap), however short of the horizon it is.
+                | ((future.c.last < now + MIN_SCHEDULED_TIME) & (future.c.n < MAX_RUNS))
             )
         )
         .order_by(Deployment.id)
