@@ -43,3 +43,10 @@ db-status:
 # --- ops ---
 
 # --- bench ---
+
+# Scheduler, worker-polling and worker-start benchmarks against URL (any Prefect 3 API);
+# one JSON line each. E.g. `just bench-scheduler http://127.0.0.1:4200/api`
+bench-scheduler URL LABEL="":
+    {{py}} bench/scheduler_bench.py scheduler --url {{URL}} --deployments 1000 --label "{{LABEL}}"
+    {{py}} bench/scheduler_bench.py poll --url {{URL}} --runs 100000 --label "{{LABEL}}"
+    {{py}} bench/scheduler_bench.py worker --url {{URL}} --runs 10 --label "{{LABEL}}"

@@ -50,8 +50,20 @@ def check(resp: httpx.Response, *ok: int) -> dict | list | None:
     return resp.json() if resp.content else None
 
 
+class RetryingClient(httpx.Client):
+    """Retries 503/429 like the SDK (PREFECT_CLIENT_MAX_RETRIES=5, 2 s doubling)."""
+
+    def request(self, *args, **kwargs):
+        for attempt in range(6):
+            resp = super().request(*args, **kwargs)
+            if resp.status_code not in (429, 503) or attempt == 5:
+                return resp
+            time.sleep(float(resp.headers.get("retry-after") or 2 ** (attempt + 1)))
+        return resp
+
+
 def client(url: str) -> httpx.Client:
-    return httpx.Client(base_url=url.rstrip("/"), headers=HEADERS, timeout=120)
+    return RetryingClient(base_url=url.rstrip("/"), headers=HEADERS, timeout=120)
 
 
 def make_deployments(api, n: int, interval: float, pool: str | None = None, tag: str = "") -> tuple[str, list[str]]:
