@@ -113,6 +113,30 @@ def test_pause_and_resume_with_input(api, env):
     assert stored.status_code == 200 and json.loads(stored.text) == {"approved": True, "note": "ok"}
 
 
+def test_suspend_and_resume_a_deployment_run(api, env):
+    proc = subprocess.Popen([sys.executable, str(FLOWS), "serve_suspender"], env=env, cwd=SCRIPTS,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert wait_for(lambda: api.get("/deployments/name/suspender/susp").status_code == 200, 60, 0.3)
+        run_id = run_id_of(cli(env, "deployment", "run", "suspender/susp"))
+        run = wait_state(api, run_id, ("PAUSED",), 60)
+        assert run and run["state_name"] == "Suspended", state_of(api, run_id)
+        result = subprocess.run([sys.executable, str(FLOWS), "resume", run_id, "no-input"], env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr[-3000:]
+        run = wait_state(api, run_id, TERMINAL, 60)
+        assert run and run["state_type"] == "COMPLETED" and run["run_count"] == 1, state_of(api, run_id)
+        names = [s["name"] for s in api.get("/flow_run_states/", params={"flow_run_id": run_id}).json()]
+        assert "Resuming" in names and names[-1] == "Completed"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def test_apply_interval_deployment_then_cli_cron_schedule(api, env):
     result = subprocess.run([sys.executable, str(FLOWS), "apply"], env=env, cwd=SCRIPTS, capture_output=True,
                             text=True, timeout=90)

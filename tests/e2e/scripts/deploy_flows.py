@@ -10,7 +10,7 @@ import json
 import sys
 import time
 
-from prefect import flow, pause_flow_run
+from prefect import flow, pause_flow_run, suspend_flow_run
 from prefect.context import get_run_context
 from prefect.input import RunInput
 
@@ -34,10 +34,20 @@ def waits():
     return {"approved": result.approved, "note": result.note}
 
 
+@flow(log_prints=True, persist_result=True)
+def suspender():
+    print("before")
+    suspend_flow_run(timeout=120, key="s1")
+    print("after-resume")
+    return "done"
+
+
 def main(argv):
     cmd = argv[1]
     if cmd == "serve":
         servable.serve(name="serve-dep", parameters={"name": "served"}, interval=3600, tags=["demo"])
+    elif cmd == "serve_suspender":
+        suspender.serve(name="susp")
     elif cmd == "deploy":
         pool, source = argv[2], argv[3]
         flow.from_source(source=source, entrypoint="deploy_flows.py:servable").deploy(
@@ -55,7 +65,7 @@ def main(argv):
     elif cmd == "resume":
         from prefect.flow_runs import resume_flow_run
 
-        resume_flow_run(argv[2], run_input={"approved": True, "note": "ok"})
+        resume_flow_run(argv[2], run_input={"approved": True, "note": "ok"} if len(argv) < 4 else None)
 
 
 if __name__ == "__main__":
