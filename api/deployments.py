@@ -5,7 +5,7 @@ get_scheduled_flow_runs and ad-hoc schedule generation."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -30,13 +30,18 @@ SORTS = {
 }
 
 
+class ConcurrencyOptions(Body):
+    collision_strategy: Literal["ENQUEUE", "CANCEL_NEW"] = "ENQUEUE"
+    grace_period_seconds: int | None = Field(default=None, ge=60, le=86400)
+
+
 class DeploymentCreate(Body):
     name: str
     flow_id: UUIDStr
     paused: bool = False
     schedules: list[dict[str, Any]] = Field(default_factory=list)
     concurrency_limit: int | None = Field(default=None, gt=0)
-    concurrency_options: dict[str, Any] | None = None
+    concurrency_options: ConcurrencyOptions | None = None
     enforce_parameter_schema: bool = True
     parameter_openapi_schema: dict[str, Any] | None = None
     parameters: dict[str, Any] = Field(default_factory=dict)
@@ -66,7 +71,7 @@ class DeploymentUpdate(Body):
     paused: bool | None = None
     schedules: list[dict[str, Any]] | None = None
     concurrency_limit: int | None = Field(default=None, gt=0)
-    concurrency_options: dict[str, Any] | None = None
+    concurrency_options: ConcurrencyOptions | None = None
     parameters: dict[str, Any] | None = None
     parameter_openapi_schema: dict[str, Any] | None = None
     tags: list[str] | None = None
