@@ -45,7 +45,7 @@ class WorkPoolUpdate(Body):
 
 class WorkQueueCreate(Body):
     name: str = Field(min_length=1)
-    description: str | None = None
+    description: str | None = ""  # the real server answers "" for a queue created without one
     is_paused: bool = False
     concurrency_limit: int | None = Field(default=None, ge=0)
     priority: int | None = Field(default=None, ge=1)
