@@ -134,6 +134,8 @@ def upsert(data: dict) -> tuple[dict, bool]:
             values[key] = DEFAULTS[key]
     values["labels"] = dict(values["labels"], **{"prefect.flow.id": data["flow_id"]})
     values["pull_steps"] = values["pull_steps"] or []
+    if values["parameter_openapi_schema"] is None:
+        values["parameter_openapi_schema"] = {}
     values.update(_placement(data))
     query = Deployment.select().where((Deployment.flow_id == data["flow_id"]) & (Deployment.name == data["name"]))
     if dbmod.is_postgres():

@@ -147,6 +147,9 @@ def _normalize_rrule(schedule: dict) -> dict:
         dateutil.rrule.rrulestr(text, cache=True)
     except (ValueError, TypeError) as exc:
         raise ScheduleError("schedule.rrule", f'Invalid RRule string "{text}": {exc}', text) from None
+    if "DTSTART" not in text.upper():
+        # As the real server echoes it: the implicit anchor made explicit.
+        text = f"DTSTART:{RRULE_DEFAULT_ANCHOR:%Y%m%dT%H%M%S}\n{text}"
     return {"rrule": text, "timezone": _timezone(schedule.get("timezone"), "schedule.timezone") or "UTC"}
 
 
