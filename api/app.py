@@ -27,6 +27,8 @@ AREAS = [
     "api.work_pools",
     "api.work_queues",
     "api.automations",
+    "api.notification_policies",
+    "api.notifications",
     "api.flow_run_inputs",
 ]
 

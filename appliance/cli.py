@@ -105,6 +105,40 @@ def cmd_db_history(args) -> int:
     return 0
 
 
+def cmd_notifier(args) -> int:
+    from notifier import main as notifier_main
+
+    settings = _settings()
+    if args.check:
+        return notifier_main.check(settings)
+    _configure_logging(settings.log_level)
+    return notifier_main.main(settings)
+
+
+def cmd_notifications_ls(args) -> int:
+    from db import notifications as notes
+
+    _open_db()
+    for row in notes.list_notifications(args.status, limit=args.limit):
+        print("\t".join(str(x) for x in (row["id"], row["status"], row["channel"] or "-", row["attempts"],
+                                          row["last_status_code"] or "-", row["flow_run_id"], row["state_name"],
+                                          row["last_error"] or "")))
+    return 0
+
+
+def cmd_notifications_retry(args) -> int:
+    from db import database as dbmod
+    from db import notifications as notes
+
+    _open_db()
+    if not args.dead and not args.id:
+        raise SystemExit("error: give a notification ID or --dead")
+    with dbmod.write_tx():
+        count = notes.retry(args.id, dead=args.dead)
+    print(f"requeued {count}")
+    return 0 if count else 1
+
+
 def _describe(settings) -> str:
     from appliance.settings import mask_url
 
@@ -148,6 +182,20 @@ def build_parser() -> argparse.ArgumentParser:
     cur.set_defaults(func=cmd_db_current)
     hist = dbsub.add_parser("history", help="list revisions and which are applied")
     hist.set_defaults(func=cmd_db_history)
+
+    notifier = sub.add_parser("notifier", help="run the notification sidecar")
+    notifier.add_argument("--check", action="store_true", help="exit 0 only while the heartbeat is fresh")
+    notifier.set_defaults(func=cmd_notifier)
+    notifications = sub.add_parser("notifications", help="the notification delivery log")
+    nsub = notifications.add_subparsers(dest="notifications_command", required=True)
+    nls = nsub.add_parser("ls", help="list notifications (newest first)")
+    nls.add_argument("--status", choices=["pending", "sending", "sent", "failed", "dead"])
+    nls.add_argument("--limit", type=int, default=100)
+    nls.set_defaults(func=cmd_notifications_ls)
+    nretry = nsub.add_parser("retry", help="requeue a failed/dead notification, or all dead ones")
+    nretry.add_argument("id", nargs="?")
+    nretry.add_argument("--dead", action="store_true")
+    nretry.set_defaults(func=cmd_notifications_retry)
     return parser
 
 

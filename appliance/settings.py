@@ -38,6 +38,27 @@ class Settings(BaseSettings):
     auth_string: str | None = Field(
         None, description="'user:pass' enables HTTP basic auth (health and ready stay open)."
     )
+    # The notifier sidecar (`appliance notifier`).
+    notifier_poll_interval: float = Field(
+        1.0, gt=0, description="Seconds between notifier polls of the queue (PostgreSQL also wakes on NOTIFY)."
+    )
+    notifier_endpoints: dict[str, str] = Field(
+        default_factory=dict,
+        description='JSON channel -> base URL overriding fixed API hosts (opsgenie, pager-duty-webhook, '
+        'sendgrid-email, twilio-sms), e.g. {"sendgrid-email": "http://proxy:8080"}.',
+    )
+    notifier_lease_seconds: float = Field(
+        60.0, gt=0, description="How long a claimed notification stays leased before another notifier may retry it."
+    )
+    notifier_max_attempts: int = Field(8, ge=1, description="Attempts (429s excluded) before a notification is dead.")
+    notifier_deadline_hours: float = Field(24.0, gt=0, description="After this a notification still failing is dead.")
+    notifier_backoff_base_seconds: float = Field(5.0, gt=0, description="First retry delay (exponential, full jitter).")
+    notifier_concurrency: int = Field(8, ge=1, le=128, description="Parallel HTTP deliveries per notifier.")
+    notifier_heartbeat_path: Path | None = Field(
+        None, description="Heartbeat file the notifier touches each loop (default: HOME/notifier.heartbeat)."
+    )
+    notifier_heartbeat_max_age: float = Field(30.0, gt=0, description="`notifier --check` fails when older.")
+    ui_url: str | None = Field(None, description="Public UI base URL used in notification links (omitted if unset).")
 
     @field_validator("api_prefix")
     @classmethod

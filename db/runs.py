@@ -17,6 +17,7 @@ import peewee as pw
 
 from db import database as dbmod
 from db import events as events_mod
+from db import notifications
 from db.fields import new_id, utcnow
 from db.models import Flow, FlowRun, FlowRunState, TaskRun, TaskRunState
 from db.names import generate_name
@@ -329,6 +330,8 @@ def _write_flow_run_state(run: dict, previous, state: dict, now, policy_updates:
     flow = flow_summary(run["flow_id"])
     event = events_mod.flow_run_state_event(run, flow, previous, frozen)
     events_mod.insert_events([events_mod.event_row(event, received=utcnow())])
+    # Transactional outbox: matched notifications commit (or roll back) with this state.
+    notifications.enqueue_for_state(run, flow, frozen)
     if run.get("parent_task_run_id"):
         _mirror_onto_tracking_task(run, frozen)
     return frozen

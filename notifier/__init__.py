@@ -1,0 +1,1 @@
+"""The notification sidecar: claims outbox rows, renders, sends to nine channels, settles."""
