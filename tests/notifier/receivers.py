@@ -51,15 +51,14 @@ class Receiver:
                 parsed = urlparse(self.path)
                 rec = Recorded(self.command, parsed.path, {k: v[-1] for k, v in parse_qs(parsed.query).items()},
                                dict(self.headers.items()), body)
-                with receiver.lock:
+                with receiver.arrived:
                     response = receiver.script.pop(0) if receiver.script else receiver.default
+                    receiver.requests.append(rec)
+                    receiver.arrived.notify_all()
                 status, headers, payload = response[:3]
                 delay = response[3] if len(response) > 3 else 0
                 if delay:
                     time.sleep(delay)
-                with receiver.arrived:
-                    receiver.requests.append(rec)
-                    receiver.arrived.notify_all()
                 payload = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 try:
                     self.send_response(status)
