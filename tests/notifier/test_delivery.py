@@ -148,3 +148,21 @@ def test_expired_lease_is_claimable_again(migrated, blocks, fast_settings, recei
     with dbmod.write_tx():
         notes.settle(claimed[0], "failed", error="late")
     assert rows()[0]["status"] == "sending"
+
+
+def test_automation_jinja_delivered(migrated, blocks, fast_settings, receiver):
+    block = new_block(blocks, "custom-webhook", {"name": "x", "url": receiver.url, "json_data": {"s": "{{subject}}", "b": "{{body}}"}})
+    trigger = {"type": "event", "match": {"prefect.resource.id": "prefect.flow-run.*"},
+               "match_related": {"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.prod"},
+               "expect": ["prefect.flow-run.Failed"], "posture": "Reactive", "threshold": 1}
+    with dbmod.write_tx():
+        notes.create_automation({"name": "a", "trigger": trigger, "actions": [
+            {"type": "send-notification", "block_document_id": block, "subject": "{{ flow.name }} failed",
+             "body": "{{ flow_run.name }} is {{ flow_run.state.name }}: {{ flow_run.state.message }}"}]})
+    failing_run(tags=["prod"], run_name="r1")
+    failing_run(tags=["dev"], run_name="r2")
+    failing_run(tags=["prod"], run_name="r3", state="COMPLETED")
+    drain(fast_settings, lambda: rows() and rows()[0]["status"] == "sent")
+    assert len(rows()) == 1
+    (req,) = receiver.wait_for(1)
+    assert req.json() == {"s": "etl failed", "b": "r1 is Failed: boom"}
