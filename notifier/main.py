@@ -51,24 +51,31 @@ def check(settings) -> int:
     return 0
 
 
-def _load_context(row: dict):
+def _load_contexts(rows: list[dict]) -> dict:
+    """(flow, run, state) per row id, read in three queries for the whole batch."""
     from db.models import Flow, FlowRun, FlowRunState
 
-    run = FlowRun.select().where(FlowRun.id == row["flow_run_id"]).dicts().first()
-    if run is None:
-        run = {"id": row["flow_run_id"], "flow_id": row["flow_id"], "name": None, "tags": [], "parameters": {}}
-    flow = Flow.select().where(Flow.id == row["flow_id"]).dicts().first() or {"id": row["flow_id"], "name": None}
-    st = FlowRunState.select().where(FlowRunState.id == row["state_id"]).dicts().first()
-    state = {
-        "id": row["state_id"],
-        "type": row["state_type"],
-        "name": row["state_name"],
-        "timestamp": st["timestamp"].isoformat() + "+00:00" if st and st.get("timestamp") else None,
-        "message": (st or {}).get("message"),
-    }
-    run = {k: (str(v) if k in ("id", "flow_id") and v is not None else v) for k, v in run.items() if k != "state"}
-    flow = {**flow, "id": str(flow["id"]) if flow.get("id") else None}
-    return flow, run, state
+    run_ids = {r["flow_run_id"] for r in rows}
+    runs = {str(r["id"]): r for r in FlowRun.select().where(FlowRun.id.in_(run_ids)).dicts()}
+    flow_ids = {r["flow_id"] for r in rows if r["flow_id"]}
+    flows = {str(f["id"]): f for f in Flow.select().where(Flow.id.in_(flow_ids)).dicts()}
+    states = {str(st["id"]): st for st in FlowRunState.select().where(FlowRunState.id.in_({r["state_id"] for r in rows})).dicts()}
+    out = {}
+    for row in rows:
+        run = runs.get(row["flow_run_id"]) or {"id": row["flow_run_id"], "flow_id": row["flow_id"], "name": None,
+                                               "tags": [], "parameters": {}}
+        flow = flows.get(row["flow_id"] or "") or {"id": row["flow_id"], "name": None}
+        st = states.get(row["state_id"]) or {}
+        state = {
+            "id": row["state_id"],
+            "type": row["state_type"],
+            "name": row["state_name"],
+            "timestamp": st["timestamp"].isoformat() + "+00:00" if st.get("timestamp") else None,
+            "message": st.get("message"),
+        }
+        run = {k: (str(v) if k in ("id", "flow_id") and v is not None else v) for k, v in run.items() if k != "state"}
+        out[row["id"]] = ({**flow, "id": str(flow["id"]) if flow.get("id") else None}, run, state)
+    return out
 
 
 class Notifier:
@@ -81,11 +88,12 @@ class Notifier:
         self.listen_conn = None
 
     # -- one delivery (no transaction open) --------------------------------------------
-    def deliver(self, row: dict) -> None:
+    def deliver(self, row: dict, context) -> tuple:
+        """Render, build and send one row; returns what to settle it with."""
         subject = body = slug = None
         secrets: list = []
         try:
-            flow, run, state = dbmod._connected(_load_context, row)
+            flow, run, state = context
             slug, data = blocks_access.load(row["block_document_id"])
             subject, body = templates.render(row, flow, run, state, self.settings.ui_url)
             reqs = channels.build(slug, data, subject, body, row["idempotency_key"], self.settings.notifier_endpoints)
@@ -101,19 +109,17 @@ class Notifier:
             outcome = Outcome("failed", None, f"invalid block data: {exc}")
         except Exception as exc:  # noqa: BLE001 - a template or data error fails this row only
             outcome = Outcome("failed", None, f"{type(exc).__name__}: {exc}")
-        error = redact(outcome.error, secrets)
-        status = dbmod._connected(
-            self._settle, row, outcome, error, subject, body, slug
-        )
-        log.info("notification %s via %s: %s%s", row["id"], slug, status, f" ({error})" if error else "")
+        return row, outcome, redact(outcome.error, secrets), subject, body, slug
 
-    def _settle(self, row, outcome, error, subject, body, slug):
+    def _settle_all(self, results: list[tuple]) -> None:
         with dbmod.database.atomic():
-            return notes.settle(
-                row, outcome.kind, status_code=outcome.status_code, error=error,
-                retry_after=outcome.retry_after, rate_limited=outcome.rate_limited,
-                subject=subject, body=body, channel=slug,
-            )
+            for row, outcome, error, subject, body, slug in results:
+                status = notes.settle(
+                    row, outcome.kind, status_code=outcome.status_code, error=error,
+                    retry_after=outcome.retry_after, rate_limited=outcome.rate_limited,
+                    subject=subject, body=body, channel=slug,
+                )
+                log.info("notification %s via %s: %s%s", row["id"], slug, status, f" ({error})" if error else "")
 
     def _send(self, slug: str, req: channels.Request) -> Outcome:
         try:
@@ -141,13 +147,16 @@ class Notifier:
         rows = self.claim()
         if not rows:
             return 0
-        futures = {self.pool.submit(self.deliver, row): row for row in rows}
-        unstarted = []
+        contexts = dbmod._connected(_load_contexts, rows)
+        futures = {self.pool.submit(self.deliver, row, contexts[row["id"]]): row for row in rows}
+        results, unstarted = [], []
         for future, row in futures.items():
             if self.stop.is_set() and future.cancel():
                 unstarted.append(row)
             else:
-                future.result()
+                results.append(future.result())
+        # Settled in one short transaction after the HTTP calls, never across them.
+        dbmod._connected(self._settle_all, results)
         if unstarted:
             dbmod._connected(lambda: _release_tx(unstarted))
             log.info("released %d claimed notifications at shutdown", len(unstarted))
