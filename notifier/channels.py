@@ -274,6 +274,32 @@ BUILDERS = {
 }
 
 
+# Channels whose host the user controls: Prefect's `allow_private_urls` switch applies.
+USER_HOSTS = {"custom-webhook", "slack-webhook", "ms-teams-webhook", "mattermost-webhook"}
+
+
+def check_private(url: str) -> None:
+    """ChannelError when ``url``'s host resolves to a private, loopback or link-local address.
+
+    (No IP pinning at connect time: a DNS answer that changes between this check and the
+    request is not caught.)"""
+    import ipaddress
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(url).hostname
+    if not host:
+        raise ChannelError("URL has no host")
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return  # unresolvable: the request itself fails (and is retried) as a DNS error
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0])
+        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast:
+            raise ChannelError(f"private address {ip} refused (allow_private_urls is false)")
+
+
 def build(slug: str, data: dict, subject, body, key: str, endpoints: dict) -> list[Request]:
     builder = BUILDERS.get(slug)
     if builder is None:
@@ -284,4 +310,6 @@ def build(slug: str, data: dict, subject, body, key: str, endpoints: dict) -> li
         raise ChannelError(f"block field {exc} is required") from None
     for req in reqs:
         req.headers.setdefault("User-Agent", USER_AGENT)
+        if slug in USER_HOSTS and data.get("allow_private_urls") is False:
+            check_private(req.url)
     return reqs

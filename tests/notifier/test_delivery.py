@@ -166,3 +166,11 @@ def test_automation_jinja_delivered(migrated, blocks, fast_settings, receiver):
     assert len(rows()) == 1
     (req,) = receiver.wait_for(1)
     assert req.json() == {"s": "etl failed", "b": "r1 is Failed: boom"}
+
+
+def test_allow_private_urls_false_refuses_loopback(migrated, blocks, fast_settings, receiver):
+    policy(new_block(blocks, "custom-webhook", {"name": "x", "url": receiver.url, "allow_private_urls": False}))
+    failing_run()
+    drain(fast_settings, lambda: rows()[0]["status"] != "pending")
+    row = rows()[0]
+    assert row["status"] == "failed" and "private address" in row["last_error"] and receiver.requests == []
