@@ -30,6 +30,8 @@ from notifier.redact import redact
 
 log = logging.getLogger("appliance.notifier")
 CONNECT_TIMEOUT = 5.0
+# Minimum seconds between requests to one destination (webhook URL / routing key).
+PACING = {"slack-webhook": 1.0, "ms-teams-webhook": 0.25, "pager-duty-webhook": 0.5}
 
 
 def heartbeat_path(settings) -> Path:
@@ -86,6 +88,8 @@ class Notifier:
         self.session = requests.Session()
         self.pool = ThreadPoolExecutor(max_workers=settings.notifier_concurrency, thread_name_prefix="notify")
         self.listen_conn = None
+        self.pace_lock = threading.Lock()
+        self.next_slot: dict[str, float] = {}
 
     # -- one delivery (no transaction open) --------------------------------------------
     def deliver(self, row: dict, context) -> tuple:
@@ -121,7 +125,21 @@ class Notifier:
                 )
                 log.info("notification %s via %s: %s%s", row["id"], slug, status, f" ({error})" if error else "")
 
+    def _pace(self, slug: str, url: str) -> None:
+        """Keep under the destination's documented rate (Slack ~1/s per webhook, Teams 4/s,
+        PagerDuty ~120/min per key) instead of provoking 429s."""
+        gap = PACING.get(slug)
+        if not gap:
+            return
+        with self.pace_lock:
+            now = time.monotonic()
+            slot = max(now, self.next_slot.get(url, 0.0))
+            self.next_slot[url] = slot + gap
+        if slot > now:
+            time.sleep(slot - now)
+
     def _send(self, slug: str, req: channels.Request) -> Outcome:
+        self._pace(slug, req.url + str((req.json or {}).get("routing_key", "") if isinstance(req.json, dict) else ""))
         try:
             resp = self.session.request(
                 req.method, req.url, headers=req.headers, json=req.json, data=req.data, params=req.params,

@@ -174,3 +174,12 @@ def test_allow_private_urls_false_refuses_loopback(migrated, blocks, fast_settin
     drain(fast_settings, lambda: rows()[0]["status"] != "pending")
     row = rows()[0]
     assert row["status"] == "failed" and "private address" in row["last_error"] and receiver.requests == []
+
+
+def test_slack_is_paced_per_webhook(migrated, blocks, fast_settings, receiver):
+    policy(new_block(blocks, "slack-webhook", {"url": receiver.url + "/services/a/b/c"}))
+    failing_run()
+    failing_run()
+    drain(fast_settings, lambda: {r["status"] for r in rows()} == {"sent"})
+    first, second = receiver.wait_for(2)[:2]
+    assert second.at - first.at >= 0.95
