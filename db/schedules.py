@@ -228,6 +228,7 @@ def _rrule_dates(schedule: dict, start: dt.datetime) -> Iterator[dt.datetime]:
     timezone = dateutil.tz.gettz(schedule.get("timezone") or "UTC")
     rule = dateutil.rrule.rrulestr(schedule["rrule"], dtstart=RRULE_DEFAULT_ANCHOR, cache=True)
     rule = _localize(rule, timezone)
+    rule = _advance_dtstart(rule, start)
     seen = set()
     for count, when in enumerate(rule.xafter(start, count=None, inc=True)):
         if count > MAX_ITERATIONS:
@@ -237,6 +238,26 @@ def _rrule_dates(schedule: dict, start: dt.datetime) -> Iterator[dt.datetime]:
         if when not in seen:
             seen.add(when)
             yield when
+
+
+def _advance_dtstart(rule, start: dt.datetime):
+    """Sub-hourly rules anchored years back would make dateutil walk millions of occurrences
+    to reach ``start``: move DTSTART forward by whole periods (same grid) when no COUNT ties
+    the occurrences to it (Prefect does the same for its implicit anchor)."""
+    if not isinstance(rule, dateutil.rrule.rrule) or rule._count is not None:
+        return rule
+    unit = {dateutil.rrule.SECONDLY: 1, dateutil.rrule.MINUTELY: 60, dateutil.rrule.HOURLY: 3600}.get(rule._freq)
+    if unit is None:
+        return rule
+    period = unit * rule._interval
+    dtstart = rule._dtstart
+    behind = (start - dtstart.astimezone(dt.UTC)).total_seconds()
+    steps = int(behind // period) - 1
+    if steps <= 0:
+        return rule
+    # dateutil steps the naive wall-clock time, so the grid is kept by stepping it the same way.
+    moved = dtstart.replace(tzinfo=None) + dt.timedelta(seconds=steps * period)
+    return rule.replace(dtstart=moved.replace(tzinfo=dtstart.tzinfo))
 
 
 def _localize(rule, timezone):

@@ -95,3 +95,14 @@ def test_interval_grid_extends_before_a_future_anchor():
     s = sched.normalize({"interval": 600, "anchor_date": "2030-01-01T00:05:00Z"})
     got = sched.dates(s, utc(2026, 1, 1, 0, 0), utc(2026, 1, 1, 0, 20), 10)
     assert got == [utc(2026, 1, 1, 0, 5), utc(2026, 1, 1, 0, 15)]
+
+
+def test_sub_hourly_rrule_from_the_implicit_anchor_is_fast_and_on_grid():
+    import time
+
+    s = sched.normalize({"rrule": "FREQ=SECONDLY;INTERVAL=30", "timezone": "Europe/Berlin"})
+    assert s["rrule"].startswith("DTSTART:20200101T000000\n")
+    started = time.perf_counter()
+    got = sched.dates(s, utc(2026, 11, 24, 22, 0, 10), utc(2026, 11, 24, 23, 0), 3)
+    assert time.perf_counter() - started < 0.5
+    assert got == [utc(2026, 11, 24, 22, 0, 30), utc(2026, 11, 24, 22, 1), utc(2026, 11, 24, 22, 1, 30)]
