@@ -278,10 +278,37 @@ def _automation_matches(compiled: dict, run: dict, flow: dict, state: dict) -> b
     return not ("deployment" in related and str(run.get("deployment_id")) not in related["deployment"])
 
 
+# One raw round trip for both sources: this runs in every flow-run state write.
+_SOURCES_SQL = (
+    "SELECT 'p', id, CAST(state_names AS TEXT), CAST(tags AS TEXT), CAST(block_document_id AS TEXT), "
+    "message_template FROM flow_run_notification_policy WHERE is_active UNION ALL "
+    "SELECT 'a', id, CAST(trigger AS TEXT), CAST(actions AS TEXT), CAST(actions_on_trigger AS TEXT), NULL "
+    "FROM automation WHERE enabled"
+)
+
+
+def _json(value):
+    import orjson
+
+    if value is None or not isinstance(value, str | bytes):
+        return value
+    return orjson.loads(value)
+
+
+def _active_sources() -> tuple[list[dict], list[dict]]:
+    policies, automations = [], []
+    for kind, id_, a, b, c, d in dbmod.database.execute_sql(_SOURCES_SQL).fetchall():
+        if kind == "p":
+            policies.append({"id": id_, "state_names": _json(a), "tags": _json(b), "block_document_id": c,
+                             "message_template": d})
+        else:
+            automations.append({"id": id_, "trigger": _json(a), "actions": _json(b), "actions_on_trigger": _json(c)})
+    return policies, automations
+
+
 def enqueue_for_state(run: dict, flow: dict | None, state: dict) -> int:
     """Queue one row per matching policy / automation action. Call inside the state write."""
-    policies = list(FlowRunNotificationPolicy.select().where(FlowRunNotificationPolicy.is_active == True).dicts())  # noqa: E712
-    automations = list(Automation.select().where(Automation.enabled == True).dicts())  # noqa: E712
+    policies, automations = _active_sources()
     if not policies and not automations:
         return 0
     run_tags = set(run.get("tags") or [])
