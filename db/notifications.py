@@ -185,13 +185,22 @@ def compile_trigger(trigger: dict) -> dict:
     return {"states": states, "run_ids": run_ids, "related": related}
 
 
+TRIGGER_DEFAULTS = {"match": {}, "match_related": {}, "after": [], "expect": [], "for_each": [],
+                    "posture": "Reactive", "threshold": 1, "within": 0.0}
+
+
 def validate_actions(actions: list, field: str = "actions") -> None:
+    """Check (and complete with Prefect's defaults, in place) send-notification actions."""
     for i, action in enumerate(actions or []):
         if not isinstance(action, dict) or action.get("type") != "send-notification":
             kind = action.get("type") if isinstance(action, dict) else action
             raise Invalid(f"{field}.{i}.type", f"unsupported action {kind!r}: only send-notification", kind)
         if not action.get("block_document_id"):
             raise Invalid(f"{field}.{i}.block_document_id", "block_document_id is required", action)
+        if not isinstance(action.get("body"), str):
+            raise Invalid(f"{field}.{i}.body", "body is required (the text of the notification)", action.get("body"))
+        if action.get("subject") is None:
+            action["subject"] = AUTOMATION_SUBJECT
         for key in ("subject", "body"):
             if action.get(key) is not None:
                 from notifier.templates import check_jinja
@@ -203,6 +212,8 @@ def validate_actions(actions: list, field: str = "actions") -> None:
 
 def validate_automation(values: dict) -> None:
     compile_trigger(values.get("trigger"))
+    # Stored as Prefect's server would answer it (the SDK validates the full shape).
+    values["trigger"] = {"id": new_id(), **TRIGGER_DEFAULTS, **values["trigger"]}
     validate_actions(values.get("actions") or [])
     if values.get("actions_on_trigger"):
         validate_actions(values["actions_on_trigger"], "actions_on_trigger")

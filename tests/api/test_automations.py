@@ -62,3 +62,17 @@ def test_unsupported_parts_are_refused(client):
     _refused(client, lambda b: b["trigger"].update(match={"prefect.resource.id": "prefect.work-pool.*"}), "trigger.match")
     _refused(client, lambda b: b.update(actions=[{"type": "cancel-flow-run"}]), "actions.0.type")
     _refused(client, lambda b: b["actions"][0].update(body="{% for %}"), "actions.0.body")
+    _refused(client, lambda b: b["actions"][0].pop("body"), "actions.0.body")
+
+
+def test_defaults_completed_for_the_sdk(client):
+    body = copy.deepcopy(BODY)
+    body["trigger"] = {"type": "event", "match": {"prefect.resource.id": "prefect.flow-run.*"},
+                       "expect": ["prefect.flow-run.Crashed"], "posture": "Reactive", "threshold": 1}
+    del body["actions"][0]["subject"]
+    created = client.simulate_post(A, json=body).json
+    assert created["actions"][0]["subject"] == "Prefect automated notification"
+    from prefect.events.schemas.automations import Automation
+
+    model = Automation.model_validate(created)
+    assert model.trigger.within.total_seconds() == 0 and model.trigger.for_each == set()
