@@ -100,4 +100,55 @@ def test_scheduled_runs_exist_exactly_once_across_replicas(replicas):
     )
     assert late_twice == []
     for server in servers[:2]:
-        assert server.proc.poll() is None and not server.errors_in_log(), server.log()[-3000:]
+        log = server.log()
+        where = log.find("Traceback")
+        assert server.proc.poll() is None and not server.errors_in_log(), log[max(where, 0):][:4000]
+
+
+def test_two_pollers_on_two_replicas_take_each_of_300_runs_once(replicas):
+    """The worker's PENDING handshake under contention: two pollers on different replicas
+    race for the same 300 runs (as two process workers would); each run is taken once."""
+    import threading
+
+    _, servers = replicas
+    with httpx.Client(base_url=servers[0].url, timeout=60) as api:
+        api.post("/work_pools/", json={"name": "race-pool", "type": "process"})
+        flow = api.post("/flows/", json={"name": "raced"}).json()
+        dep = api.post("/deployments/", json={"name": "race", "flow_id": flow["id"],
+                                              "work_pool_name": "race-pool"}).json()
+        bulk = [{"state": {"type": "SCHEDULED"}} for _ in range(100)]
+        ids = set()
+        for _ in range(3):
+            resp = api.post(f"/deployments/{dep['id']}/create_flow_run/bulk", json=bulk)
+            assert resp.status_code == 201, resp.text
+            ids |= {r["id"] for r in resp.json()}
+    assert len(ids) == 300
+    taken: dict[str, list[str]] = defaultdict(list)
+    lock = threading.Lock()
+
+    def poller(name: str, url: str):
+        with httpx.Client(base_url=url, timeout=60) as api:
+            idle = 0
+            while idle < 3:
+                got = api.post("/work_pools/race-pool/get_scheduled_flow_runs",
+                               json={"work_queue_names": [], "limit": 25,
+                                     "scheduled_before": (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=10)).isoformat()})
+                assert got.status_code == 200, got.text
+                runs = got.json()
+                idle = idle + 1 if not runs else 0
+                for item in runs:
+                    run_id = item["flow_run"]["id"]
+                    result = api.post(f"/flow_runs/{run_id}/set_state",
+                                      json={"state": {"type": "PENDING", "name": "Pending"}}).json()
+                    if result["status"] == "ACCEPT":
+                        with lock:
+                            taken[run_id].append(name)
+
+    threads = [threading.Thread(target=poller, args=(n, s.url)) for n, s in (("w1", servers[0]), ("w2", servers[1]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert set(taken) == ids, f"{len(ids - set(taken))} runs never taken"
+    assert all(len(v) == 1 for v in taken.values()), "a run was taken twice"
+    assert {w for v in taken.values() for w in v} == {"w1", "w2"}
