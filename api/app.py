@@ -23,6 +23,8 @@ AREAS = [
     "api.artifacts",
     "api.events",
     "api.concurrency",
+    "api.concurrency_v1",
+    "api.variables",
     "api.deployments",
     "api.work_pools",
     "api.work_queues",
@@ -37,6 +39,7 @@ AREAS = [
 SERVICE_MODULES: list[str] = [
     "db.services_core",
     "db.services_runs",
+    "db.concurrency",  # lease-sweeper
 ]
 
 

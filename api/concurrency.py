@@ -1,69 +1,288 @@
-"""/v2/concurrency_limits lease endpoints the task engine calls before every tagged task.
+"""/v2/concurrency_limits: global concurrency limits (Prefect §5.10) and their leases.
 
-Until global limits can be created (a later issue adds their storage and routes), no
-limit exists, so an acquisition names no limits: Prefect's own answer for unknown
-names is ``{"lease_id": …, "limits": []}``, which the client caches per process.
+Create / read / update / delete a limit by id or name, list them, and the runtime calls:
+``increment`` (all-or-nothing; 423 + ``Retry-After`` when full), ``increment-with-lease``
+(the same, held by a lease the client renews), ``decrement``, ``decrement-with-lease``
+and ``leases/{id}/renew`` (410 once the lease is gone). Admission itself is decided in
+db.concurrency inside one write transaction.
+
+The task engine calls ``increment-with-lease`` for every tagged task (names ``tag:<tag>``)
+and usually no such limit exists: that answer (``{"lease_id": …, "limits": []}``) is
+given from a plain read, without taking the write lock.
 """
 
 from __future__ import annotations
 
 import uuid
+from typing import Annotated, Literal
 
-from api.errors import ApiError, invalid
-from api.http import no_content, read_json, send
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.errors import ApiError, invalid, not_found
+from api.http import no_content, parse, read_json, read_model, send
+from api.listing import filter_failed, read_filter_body
+from db import concurrency
+from db import database as db
+from db.filters import FilterError, paging
+from db.states import iso
+
+MAX_INT = 2**31 - 1  # the limit columns are 32-bit integers on PostgreSQL
+MAX_NAMES = 1000
+
+LimitName = Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^[^/%&><]+$")]
+Slots = Annotated[int, Field(ge=0, le=MAX_INT)]
+PositiveSlots = Annotated[int, Field(gt=0, le=MAX_INT)]
+Names = Annotated[list[str], Field(min_length=1, max_length=MAX_NAMES)]
+LeaseSeconds = Annotated[
+    float, Field(ge=concurrency.MIN_LEASE_SECONDS, le=concurrency.MAX_LEASE_SECONDS, allow_inf_nan=False)
+]
+Decay = Annotated[float, Field(ge=0.0, le=1e9, allow_inf_nan=False)]
+
+INTEGRITY_CONFLICT = (
+    "Data integrity conflict. This usually means a unique or foreign key constraint was violated. "
+    "See server logs for details."
+)
 
 
-def _names(body) -> list[str]:
-    if not isinstance(body, dict):
-        raise invalid("", "Input should be a valid dictionary", body, body)
-    names = body.get("names")
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise invalid("names", "A non-empty list of limit names is required", names, body)
-    slots = body.get("slots", 1)
-    if isinstance(slots, bool) or not isinstance(slots, int) or slots <= 0:
-        raise invalid("slots", "Input should be an integer greater than 0", slots, body)
-    mode = body.get("mode", "concurrency")
-    if mode not in ("concurrency", "rate_limit"):
-        raise invalid("mode", "Input should be 'concurrency' or 'rate_limit'", mode, body)
-    return names
+class LimitCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    active: bool = True
+    name: LimitName
+    limit: Slots
+    active_slots: Slots = 0
+    denied_slots: Slots = 0
+    slot_decay_per_second: Decay = 0.0
 
 
-class IncrementWithLease:
+class LimitUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    active: bool | None = None
+    name: LimitName | None = None
+    limit: Slots | None = None
+    active_slots: Slots | None = None
+    denied_slots: Slots | None = None
+    slot_decay_per_second: Decay | None = None
+
+
+class Holder(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["flow_run", "task_run", "deployment"]
+    id: uuid.UUID
+
+
+class Acquire(BaseModel):
+    # Body parameters of a FastAPI route in Prefect: unknown keys are ignored.
+    model_config = ConfigDict(extra="ignore")
+
+    names: Names
+    slots: PositiveSlots
+    mode: Literal["concurrency", "rate_limit"] = "concurrency"
+    create_if_missing: bool | None = None  # deprecated in Prefect; ignored
+
+
+class AcquireWithLease(Acquire):
+    lease_duration: LeaseSeconds = concurrency.DEFAULT_LEASE_SECONDS
+    holder: Holder | None = None
+
+
+class Decrement(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    names: Names
+    slots: PositiveSlots
+    occupancy_seconds: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
+    create_if_missing: bool | None = None
+
+
+class LeaseRef(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    lease_id: uuid.UUID
+
+
+class Renewal(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    lease_duration: LeaseSeconds = concurrency.DEFAULT_LEASE_SECONDS
+
+
+def global_limit(row: dict) -> dict:
+    """GlobalConcurrencyLimitResponse (reads, lists)."""
+    return {
+        "id": row["id"],
+        "created": iso(row["created"]),
+        "updated": iso(row["updated"]),
+        "active": row["active"],
+        "name": row["name"],
+        "limit": row["limit"],
+        "active_slots": concurrency.whole(row["active_slots"]),
+        "slot_decay_per_second": row["slot_decay_per_second"],
+    }
+
+
+def full_limit(row: dict) -> dict:
+    """ConcurrencyLimitV2 (the create answer)."""
+    return {
+        **global_limit(row),
+        "denied_slots": concurrency.whole(row["denied_slots"]),
+        "avg_slot_occupancy_seconds": row["avg_slot_occupancy_seconds"],
+    }
+
+
+def locked(admission: concurrency.Admission) -> ApiError:
+    # The client sleeps Retry-After (and crashes on a 423 without it).
+    return ApiError(423, admission.detail, {"Retry-After": str(admission.retry_after)})
+
+
+class Limits:
     async def on_post(self, req, resp):
-        body = await read_json(req)
-        _names(body)
-        duration = body.get("lease_duration", 300)
-        if isinstance(duration, bool) or not isinstance(duration, int | float) or not 60 <= duration <= 86400:
-            raise invalid("lease_duration", "Input should be between 60 and 86400 seconds", duration, body)
-        send(resp, {"lease_id": str(uuid.uuid4()), "limits": []})
-
-
-class Increment:
-    async def on_post(self, req, resp):
-        body = await read_json(req)
-        _names(body)
-        send(resp, [])
-
-
-class DecrementWithLease:
-    async def on_post(self, req, resp):
-        body = await read_json(req)
-        if not isinstance(body, dict):
-            raise invalid("", "Input should be a valid dictionary", body, body)
+        body = await read_model(req, LimitCreate)
         try:
-            uuid.UUID(str(body.get("lease_id")))
-        except ValueError:
-            raise invalid("lease_id", "Input should be a valid UUID", body.get("lease_id"), body) from None
+            row = await db.run_write(concurrency.create_limit, body.model_dump())
+        except concurrency.Conflict:
+            raise ApiError(409, INTEGRITY_CONFLICT) from None
+        send(resp, full_limit(row), 201)
+
+
+class LimitByIdOrName:
+    async def on_get(self, req, resp, id_or_name):
+        row = await db.run(concurrency.read_limit, id_or_name)
+        if row is None:
+            raise not_found(concurrency.LIMIT_NOT_FOUND)
+        send(resp, global_limit(row))
+
+    async def on_patch(self, req, resp, id_or_name):
+        body = await read_model(req, LimitUpdate)
+        try:
+            await db.run_write(concurrency.update_limit, id_or_name, body.model_dump(exclude_unset=True))
+        except concurrency.NotFound as exc:
+            raise not_found(str(exc)) from None
+        except concurrency.Conflict:
+            raise ApiError(409, INTEGRITY_CONFLICT) from None
+        no_content(resp)
+
+    async def on_delete(self, req, resp, id_or_name):
+        try:
+            await db.run_write(concurrency.delete_limit, id_or_name)
+        except concurrency.NotFound as exc:
+            raise not_found(str(exc)) from None
+        no_content(resp)
+
+
+BY_ID_OR_NAME = LimitByIdOrName()
+
+
+class _NamedToo:
+    """A fixed route (``/filter``, ``/increment`` …) that is also a possible limit name:
+    GET / PATCH / DELETE on it address the limit of that name, as in Prefect."""
+
+    segment = ""
+
+    async def on_get(self, req, resp):
+        await BY_ID_OR_NAME.on_get(req, resp, self.segment)
+
+    async def on_patch(self, req, resp):
+        await BY_ID_OR_NAME.on_patch(req, resp, self.segment)
+
+    async def on_delete(self, req, resp):
+        await BY_ID_OR_NAME.on_delete(req, resp, self.segment)
+
+
+class LimitFilter(_NamedToo):
+    segment = "filter"
+
+    async def on_post(self, req, resp):
+        body = await read_filter_body(req)
+        try:
+            limit, offset = paging(body)
+        except FilterError as exc:
+            raise filter_failed(exc, body) from None
+        rows = await db.run(concurrency.list_limits, limit, offset)
+        send(resp, [global_limit(r) for r in rows])
+
+
+async def _acquire(req, model, lease: bool) -> tuple[concurrency.Admission, object]:
+    body = await read_model(req, model)
+    names = list(dict.fromkeys(body.names))
+    if not await db.run(concurrency.any_exist, names):
+        return concurrency.Admission([], lease_id=str(uuid.uuid4())), body
+    kwargs = {}
+    if lease:
+        kwargs = {
+            "lease_seconds": body.lease_duration,
+            "holder": {"type": body.holder.type, "id": str(body.holder.id)} if body.holder else None,
+        }
+    try:
+        admission = await db.run_write(concurrency.acquire, names, body.slots, body.mode, **kwargs)
+    except concurrency.Invalid as exc:
+        raise ApiError(422, str(exc)) from None
+    if not admission.granted:
+        raise locked(admission)
+    return admission, body
+
+
+class Increment(_NamedToo):
+    segment = "increment"
+
+    async def on_post(self, req, resp):
+        admission, _ = await _acquire(req, Acquire, lease=False)
+        send(resp, admission.limits)
+
+
+class IncrementWithLease(_NamedToo):
+    segment = "increment-with-lease"
+
+    async def on_post(self, req, resp):
+        admission, _ = await _acquire(req, AcquireWithLease, lease=True)
+        send(resp, {"lease_id": admission.lease_id, "limits": admission.limits})
+
+
+class DecrementSlots(_NamedToo):
+    segment = "decrement"
+
+    async def on_post(self, req, resp):
+        body = await read_model(req, Decrement)
+        names = list(dict.fromkeys(body.names))
+        if not await db.run(concurrency.any_exist, names):
+            send(resp, [])
+            return
+        rows = await db.run_write(concurrency.decrement, names, body.slots, body.occupancy_seconds)
+        send(resp, rows)
+
+
+class DecrementWithLease(_NamedToo):
+    segment = "decrement-with-lease"
+
+    async def on_post(self, req, resp):
+        body = await read_model(req, LeaseRef)
+        # Unknown or already released: still 204 (the release is idempotent).
+        await db.run_write(concurrency.release_lease, str(body.lease_id))
         no_content(resp)
 
 
 class RenewLease:
     async def on_post(self, req, resp, lease_id):
-        raise ApiError(410, "Lease not found - it may have expired or been revoked")
+        try:
+            lease = str(uuid.UUID(lease_id))
+        except ValueError:
+            raise invalid("lease_id", "Input should be a valid UUID", lease_id, loc_root="path") from None
+        body = await read_json(req, {})
+        renewal = parse(Renewal, {} if body is None else body)
+        if not await db.run_write(concurrency.renew_lease, lease, renewal.lease_duration):
+            raise ApiError(410, "Lease not found - it may have expired or been revoked")
+        no_content(resp)
 
 
 def register(app, prefix: str) -> None:
-    app.add_route(f"{prefix}/v2/concurrency_limits/increment-with-lease", IncrementWithLease())
-    app.add_route(f"{prefix}/v2/concurrency_limits/increment", Increment())
-    app.add_route(f"{prefix}/v2/concurrency_limits/decrement-with-lease", DecrementWithLease())
-    app.add_route(f"{prefix}/v2/concurrency_limits/leases/{{lease_id:uuid}}/renew", RenewLease())
+    base = f"{prefix}/v2/concurrency_limits"
+    app.add_route(base, Limits())
+    app.add_route(f"{base}/filter", LimitFilter())
+    app.add_route(f"{base}/increment", Increment())
+    app.add_route(f"{base}/increment-with-lease", IncrementWithLease())
+    app.add_route(f"{base}/decrement", DecrementSlots())
+    app.add_route(f"{base}/decrement-with-lease", DecrementWithLease())
+    app.add_route(f"{base}/leases/{{lease_id}}/renew", RenewLease())
+    app.add_route(f"{base}/{{id_or_name}}", BY_ID_OR_NAME)
