@@ -18,6 +18,9 @@ import psycopg2
 PG_ADMIN_URL = os.environ.get("APPLIANCE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 APPLIANCE_BIN = str(Path(sys.executable).parent / "appliance")
 REPO = Path(__file__).resolve().parent.parent
+# A fixed Fernet key for live servers: PostgreSQL start-up requires APPLIANCE_SECRET_KEY
+# (several processes must share one key). Tests of key handling override or drop it.
+TEST_SECRET_KEY = "dGVzdC1rZXktdGhlLWFwcGxpYW5jZS10ZXN0LXN1aXQ="
 
 
 def pg_available() -> str | None:
@@ -81,8 +84,9 @@ def appliance_env(database_url: str, home: Path, **extra) -> dict:
         APPLIANCE_HOME=str(home),
         APPLIANCE_DATABASE_URL=database_url,
         APPLIANCE_LOG_LEVEL="info",
-        **{k: str(v) for k, v in extra.items()},
+        APPLIANCE_SECRET_KEY=TEST_SECRET_KEY,
     )
+    env.update({k: str(v) for k, v in extra.items()})
     return env
 
 
