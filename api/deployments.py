@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from api import shapes
+from api.concurrency import global_limit
 from api.errors import ApiError, conflict, invalid, not_found
 from api.http import no_content, parse, read_json, read_model, send
 from api.listing import build_query, count_query, page_body, read_filter_body
@@ -170,7 +171,9 @@ def deployment_shape(row: dict) -> dict:
         "paused": row["paused"],
         "schedules": [schedule_shape(s) for s in row.get("schedules") or []],
         "concurrency_limit": row["concurrency_limit"],
-        "global_concurrency_limit": None,
+        "global_concurrency_limit": (
+            global_limit(row["global_concurrency_limit"]) if row.get("global_concurrency_limit") else None
+        ),
         "concurrency_options": row["concurrency_options"],
         "job_variables": row["job_variables"] or {},
         "parameters": row["parameters"] or {},

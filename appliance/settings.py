@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     services_enabled: bool = Field(
         True, description="Run the background services (schedulers, sweepers) in this process."
     )
+    deployment_slot_wait_seconds: float = Field(
+        30.0, gt=0, le=3600,
+        description="How long a run refused by its deployment's concurrency limit waits (AwaitingConcurrencySlot) "
+        "before it is offered again, as Prefect's PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS.",
+    )
     events_retention_days: float = Field(7.0, gt=0, description="Events older than this are deleted.")
     auth_string: str | None = Field(
         None, description="'user:pass' enables HTTP basic auth (health and ready stay open)."

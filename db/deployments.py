@@ -15,7 +15,7 @@ import datetime as dt
 import peewee as pw
 
 from db import database as dbmod
-from db import runs, work_pools
+from db import deployment_concurrency, runs, work_pools
 from db import schedules as sched
 from db.fields import new_id, utcnow
 from db.models import Flow, FlowRun, FlowRunState
@@ -88,6 +88,8 @@ def _with_schedules(row: dict) -> dict:
         .order_by(DeploymentSchedule.created, DeploymentSchedule.id)
         .dicts()
     )
+    limit = deployment_concurrency.global_limit_of(row["id"]) if row.get("concurrency_limit") is not None else None
+    row["global_concurrency_limit"] = limit
     return row
 
 
@@ -102,8 +104,10 @@ def attach_schedules(rows: list[dict]) -> list[dict]:
             .dicts()
         ):
             by_dep[s["deployment_id"]].append(s)
+    limits = deployment_concurrency.global_limits_of([r["id"] for r in rows if r.get("concurrency_limit") is not None])
     for r in rows:
         r["schedules"] = by_dep[r["id"]]
+        r["global_concurrency_limit"] = limits.get(r["id"])
     return rows
 
 
@@ -159,6 +163,7 @@ def upsert(data: dict) -> tuple[dict, bool]:
         delete_future_auto_scheduled(existing["id"])
     for s in schedules:
         _insert_schedule(row["id"], s, now)
+    deployment_concurrency.sync_limit(row["id"], row["concurrency_limit"])
     return _with_schedules(row), existing is None
 
 
@@ -182,6 +187,8 @@ def update(deployment_id: str, changes: dict) -> None:
     now = utcnow()
     if values:
         Deployment.update(values, updated=now).where(Deployment.id == deployment_id).execute()
+    if "concurrency_limit" in values:
+        deployment_concurrency.sync_limit(deployment_id, values["concurrency_limit"])
     if new_schedules is not None:
         _replace_schedules(deployment_id, new_schedules, now)
     if values or new_schedules is not None:
@@ -220,6 +227,7 @@ def delete(deployment_id: str) -> None:
     delete_future_scheduled(deployment_id)
     DeploymentSchedule.delete().where(DeploymentSchedule.deployment_id == deployment_id).execute()
     Deployment.delete().where(Deployment.id == deployment_id).execute()
+    deployment_concurrency.sync_limit(deployment_id, None)
 
 
 def set_paused(deployment_id: str, paused: bool) -> None:
@@ -419,31 +427,6 @@ def create_flow_run(deployment_id: str, data: dict) -> tuple[dict, bool]:
         "work_pool_name": placement["work_pool_name"],
     }
     return runs.create_flow_run(run)
-
-
-def deployment_slots(run: dict) -> dict | None:
-    """For rule F6: the run's deployment limit, collision strategy and active runs (other
-    than this one). Locks the deployment row on PostgreSQL so that two workers proposing
-    PENDING for runs of one deployment are counted one after the other."""
-    query = Deployment.select(Deployment.concurrency_limit, Deployment.concurrency_options).where(
-        Deployment.id == run["deployment_id"]
-    )
-    if dbmod.is_postgres():
-        query = query.for_update()
-    dep = query.dicts().first()
-    if dep is None or dep["concurrency_limit"] is None:
-        return None
-    active = (
-        FlowRun.select()
-        .where(
-            (FlowRun.deployment_id == run["deployment_id"])
-            & FlowRun.state_type.in_(("PENDING", "RUNNING", "CANCELLING"))
-            & (FlowRun.id != run["id"])
-        )
-        .count()
-    )
-    strategy = (dep["concurrency_options"] or {}).get("collision_strategy") or "ENQUEUE"
-    return {"limit": dep["concurrency_limit"], "strategy": strategy, "active": active}
 
 
 def get_scheduled_flow_runs(deployment_ids: list[str], before: dt.datetime | None, limit: int | None) -> list[dict]:

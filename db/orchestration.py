@@ -133,10 +133,10 @@ DEPLOYMENT_SLOT_WAIT_SECONDS = 30
 
 
 def secure_deployment_concurrency_slots(ctx: Context) -> Decision | None:
-    """F6: a deployment with a concurrency limit admits a new run to PENDING only while
-    fewer than ``limit`` of its runs are PENDING/RUNNING/CANCELLING. The caller (db.runs)
-    puts the deployment's limit, strategy and active count on ``run["__deployment_slots"]``
-    (the deployment row locked, so concurrent proposals are serialised)."""
+    """F6: a deployment with a concurrency limit admits a run to PENDING only while a slot
+    of its limit is free; the admitted run holds the slot by a lease (id in the PENDING
+    state's details). The caller (db.runs) puts on ``run["__deployment_slots"]`` what
+    db.deployment_concurrency read with the limit row locked, and a ``take`` callable."""
     slots = ctx.run.get("__deployment_slots")
     if slots is None or ctx.proposed["type"] != "PENDING":
         return None
@@ -144,17 +144,46 @@ def secure_deployment_concurrency_slots(ctx: Context) -> Decision | None:
         return None
     if slots["limit"] == 0:
         return Decision(ABORT, "The deployment concurrency limit is 0. The flow will deadlock if submitted again.")
-    if slots["active"] < slots["limit"]:
+    if slots["available"]:
+        details = ctx.proposed["state_details"]
+        ctx.after_accept.append(lambda: details.__setitem__("deployment_concurrency_lease_id", slots["take"]()))
         return None
     if slots["strategy"] == "CANCEL_NEW":
         return Decision(
             REJECT, "Deployment concurrency limit reached.",
             state=new_state("CANCELLED", message="Deployment concurrency limit reached."),
         )
-    wait = ctx.now + dt.timedelta(seconds=DEPLOYMENT_SLOT_WAIT_SECONDS)
+    wait = ctx.now + dt.timedelta(seconds=slots.get("wait_seconds", DEPLOYMENT_SLOT_WAIT_SECONDS))
     return Decision(
         REJECT, "Deployment concurrency limit reached.",
         state=new_state("SCHEDULED", "AwaitingConcurrencySlot", details={"scheduled_time": wait}),
+    )
+
+
+def validate_deployment_lease_at_running(ctx: Context) -> Decision | None:
+    """F6 at PENDING→RUNNING: the lease travels to the RUNNING state and is renewed; a
+    lease the sweeper reaped while infrastructure started is re-acquired when a slot is
+    free, else the run is cancelled (it cannot go back to waiting once it runs)."""
+    slots = ctx.run.get("__deployment_slots")
+    if slots is None or ctx.current is None or ctx.current["type"] != "PENDING" or ctx.proposed["type"] != "RUNNING":
+        return None
+    lease_id = _details(ctx.current).get("deployment_concurrency_lease_id")
+    details = ctx.proposed["state_details"]
+    details["deployment_concurrency_lease_id"] = lease_id
+    if not lease_id:
+        return None
+    if slots["lease_alive"]:
+        ctx.after_accept.append(lambda: slots["renew"](lease_id))
+        return None
+    if slots["available"]:
+        ctx.after_accept.append(lambda: details.__setitem__("deployment_concurrency_lease_id", slots["take"]()))
+        return None
+    return Decision(
+        REJECT, "Deployment concurrency limit reached after lease expiry.",
+        state=new_state(
+            "CANCELLED",
+            message="Deployment concurrency slot lost during provisioning - no slots available to continue execution",
+        ),
     )
 
 
@@ -277,6 +306,7 @@ FLOW_RULES = [
     bypass_cancelling_runs_with_no_infra,
     prevent_pending_transitions,
     secure_deployment_concurrency_slots,
+    validate_deployment_lease_at_running,
     ensure_only_scheduled_flows_marked_late,
     handle_pausing_flows,
     handle_resuming_paused_flows,

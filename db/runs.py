@@ -16,8 +16,8 @@ import datetime as dt
 import peewee as pw
 
 from db import database as dbmod
+from db import deployment_concurrency, notifications
 from db import events as events_mod
-from db import notifications
 from db.fields import new_id, utcnow
 from db.models import Flow, FlowRun, FlowRunState, TaskRun, TaskRunState
 from db.names import generate_name
@@ -226,13 +226,41 @@ def set_flow_run_state(run_id: str, proposal: dict, force: bool = False) -> tupl
     if force:
         decision = orchestrate(ctx, [protect_persisted_completed, *FORCED_FLOW_RULES])
     else:
-        if proposed["type"] == "PENDING" and run.get("deployment_id"):
-            from db.deployments import deployment_slots  # deployments import this module
-
-            run["__deployment_slots"] = deployment_slots(run)
+        if run.get("deployment_id") and proposed["type"] in ("PENDING", "RUNNING"):
+            run["__deployment_slots"] = _deployment_slots(run, current, proposed, now)
         decision = orchestrate(ctx, FLOW_RULES)
         run.pop("__deployment_slots", None)
-    return _apply_decision(run, ctx, decision, now, _write_flow_run_state)
+    _carry_deployment_lease(current, decision.state if decision.status == REJECT else proposed)
+    written, result = _apply_decision(run, ctx, decision, now, _write_flow_run_state)
+    if written and run.get("deployment_id"):
+        kept_for_retry = decision.status == REJECT and (decision.state or {}).get("name") == "AwaitingRetry"
+        deployment_concurrency.release_after(current, result["state"], kept_for_retry=kept_for_retry)
+    return written, result
+
+
+def _deployment_slots(run: dict, current, proposed: dict, now) -> dict | None:
+    """What rule F6 decides on (limit row locked), plus how to take or renew a lease."""
+    slots = deployment_concurrency.slots_for(run, current, proposed, now)
+    if slots is not None:
+        slots["take"] = lambda: deployment_concurrency.take_slot(run, slots, now)
+        slots["renew"] = lambda lease_id: deployment_concurrency.renew(lease_id, slots, now)
+    return slots
+
+
+def _carry_deployment_lease(current: dict | None, proposed: dict | None) -> None:
+    """Between PENDING, RUNNING and CANCELLING (and out of an in-process AwaitingRetry) the
+    deployment lease travels with the run's state, so whichever state the run leaves from
+    can release it."""
+    if not current or not proposed:
+        return
+    if current["type"] not in deployment_concurrency.ACTIVE and current.get("name") != "AwaitingRetry":
+        return
+    if proposed["type"] not in deployment_concurrency.ACTIVE:
+        return
+    lease_id = (current.get("state_details") or {}).get(deployment_concurrency.LEASE_KEY)
+    details = proposed.setdefault("state_details", {})
+    if lease_id and not details.get(deployment_concurrency.LEASE_KEY):
+        details[deployment_concurrency.LEASE_KEY] = lease_id
 
 
 def _apply_decision(run, ctx: Context, decision: Decision, now, write) -> tuple[bool, dict]:

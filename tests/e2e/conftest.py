@@ -64,7 +64,8 @@ def live_server(request, tmp_path_factory):
         url, dbname = f"sqlite:///{home / 'appliance.db'}", None
     else:
         dbname, url = support.create_pg_database("appliance_e2e")
-    server = support.LiveServer(url, home, workers=2).start()
+    # A short AwaitingConcurrencySlot wait keeps the deployment-concurrency tests quick.
+    server = support.LiveServer(url, home, workers=2, APPLIANCE_DEPLOYMENT_SLOT_WAIT_SECONDS=2).start()
     yield server
     code = server.stop()
     if dbname:

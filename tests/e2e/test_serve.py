@@ -170,3 +170,23 @@ def test_cli_reads(api, env, served):
                                                "flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}}).json()
     cli(env, "flow-run", "inspect", runs[0]["id"])
     assert "hello" in cli(env, "flow-run", "logs", runs[0]["id"])
+
+
+def test_deployment_concurrency_limit_serialises_served_runs(api, env, served):
+    """Limit 1 on the served deployment: the runner's two runs hold the slot by lease one
+    after the other (the second waits in AwaitingConcurrencySlot), both complete."""
+    url = f"/deployments/{served['id']}"
+    assert api.patch(url, json={"concurrency_limit": 1}).status_code == 204
+    try:
+        ids = [run_id_of(cli(env, "deployment", "run", "servable/serve-dep", "--param", "sleep=2")) for _ in range(2)]
+        runs = [wait_state(api, run_id, TERMINAL, 90) for run_id in ids]
+        assert all(run and run["state_type"] == "COMPLETED" for run in runs), [state_of(api, i) for i in ids]
+        first, second = sorted(runs, key=lambda r: r["start_time"])
+        assert second["start_time"] >= first["end_time"]
+        history = api.get("/flow_run_states/", params={"flow_run_id": second["id"]}).json()
+        assert "AwaitingConcurrencySlot" in [s["name"] for s in history]
+        leases = {s["state_details"].get("deployment_concurrency_lease_id") for s in history if s["type"] == "RUNNING"}
+        assert len(leases) == 1 and None not in leases
+        assert api.get(url).json()["global_concurrency_limit"]["active_slots"] == 0
+    finally:
+        api.patch(url, json={"concurrency_limit": None})
