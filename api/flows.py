@@ -44,10 +44,20 @@ class FlowById:
 
     async def on_delete(self, req, resp, flow_id):
         try:
-            await db.run_write(runs.delete_flow, str(flow_id))
+            await db.run_write(_delete_flow, str(flow_id))
         except runs.NotFound:
             raise not_found("Flow not found") from None
         no_content(resp)
+
+
+def _delete_flow(flow_id: str) -> None:
+    """A flow goes with its deployments (and their schedules), as Prefect's FK cascade does."""
+    from db import deployments
+    from db.models_deployments import Deployment
+
+    for (deployment_id,) in Deployment.select(Deployment.id).where(Deployment.flow_id == flow_id).tuples():
+        deployments.delete(deployment_id)
+    runs.delete_flow(flow_id)
 
 
 class FlowByName:

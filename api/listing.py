@@ -40,7 +40,8 @@ def build_query(model, entity: str, body: dict, keys, sorts: dict | None = None,
             query = query.order_by(*sort_for(sorts, body.get("sort"), default_sort))
         if paginate:
             limit, _ = paging({"limit": body.get("limit")}, default_limit)
-            page = body.get("page") or 1
+            page = body.get("page")
+            page = 1 if page is None else page  # 0 is an error, not the default
             if isinstance(page, bool) or not isinstance(page, int) or page < 1:
                 raise FilterError("page", "Input should be an integer greater than or equal to 1", page)
             return query.limit(limit).offset((page - 1) * limit), limit, page
