@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import time
 import uuid
 
 from db import database as dbmod
-from db.fields import utcnow, uuid7
+from db.fields import utcnow
 from db.states import parse_datetime
 
 LOG_COLUMNS = ("id", "created", "name", "level", "message", "timestamp", "flow_run_id", "task_run_id")
@@ -36,6 +38,14 @@ def _uuid_or_none(value, index, field, seen: dict):
 
 def _storage_timestamp(value) -> str | None:
     """The client's timestamp in the stored text form; None when it is not a datetime."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        # Unix seconds (milliseconds above 2e10), as pydantic reads numbers.
+        try:
+            seconds = value / 1000 if abs(value) > 2e10 else value
+            parsed = dt.datetime.fromtimestamp(seconds, dt.UTC).replace(tzinfo=None)
+        except (OverflowError, OSError, ValueError):
+            return None
+        return parsed.strftime("%Y-%m-%d %H:%M:%S.%f")
     if not isinstance(value, str):
         return None
     try:
@@ -48,6 +58,35 @@ def _storage_timestamp(value) -> str | None:
     return parsed.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+def _level(value) -> int | None:
+    """An int, or what pydantic's lax mode reads as one ("20", 20.0); else None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _batch_ids(count: int) -> list[str]:
+    """UUIDv7 ids that sort in batch order: one millisecond and random prefix, then a counter
+    in the random tail, so logs with equal timestamps read back in the order they were sent."""
+    ms = time.time_ns() // 1_000_000
+    b = os.urandom(10)
+    rand_a = (b[0] << 4 | b[1] >> 4) & 0x0FFF
+    start = int.from_bytes(b[2:10], "big") >> 3  # 61 random bits: room for MAX_BATCH increments in 62
+    ids = []
+    for i in range(count):
+        tail = start + i
+        h = f"{ms:012x}{0x7000 | rand_a:04x}{0x8000 | (tail >> 48):04x}{tail & 0xFFFFFFFFFFFF:012x}"
+        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return ids
+
+
 def validate_logs(items) -> list[tuple]:
     """A JSON array of LogCreate -> rows for insert_logs; LogInvalid names the bad field."""
     if not isinstance(items, list):
@@ -57,14 +96,17 @@ def validate_logs(items) -> list[tuple]:
     now = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")
     rows = []
     seen: dict = {}
+    ids = _batch_ids(len(items))
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise LogInvalid(i, "", "Input should be a valid dictionary", item)
         name, level, message = item.get("name"), item.get("level"), item.get("message")
         if not isinstance(name, str):
             raise LogInvalid(i, "name", "Field required" if name is None else "Input should be a valid string", name)
-        if isinstance(level, bool) or not isinstance(level, int):
-            raise LogInvalid(i, "level", "Field required" if level is None else "Input should be a valid integer", level)
+        level = _level(level)
+        if level is None:
+            raw = item.get("level")
+            raise LogInvalid(i, "level", "Field required" if raw is None else "Input should be a valid integer", raw)
         if not isinstance(message, str):
             raise LogInvalid(i, "message", "Field required" if message is None else "Input should be a valid string", message)
         timestamp = _storage_timestamp(item.get("timestamp"))
@@ -72,7 +114,7 @@ def validate_logs(items) -> list[tuple]:
             raise LogInvalid(i, "timestamp", "Input should be a valid datetime", item.get("timestamp"))
         rows.append(
             (
-                uuid7(),
+                ids[i],
                 now,
                 name,
                 level,

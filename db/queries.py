@@ -57,18 +57,70 @@ def _flow_deployment(ops: dict, path: str):
     return Flow.id.not_in(with_deployment) if is_null else Flow.id.in_(with_deployment)
 
 
+def parse_text_query(query: str) -> tuple[list[str], list[str], list[str]]:
+    """Prefect's log search grammar -> (include, exclude, required) terms.
+
+    Space-separated terms are OR'd; ``-term``/``!term`` exclude; ``+term`` is required;
+    ``"quoted phrases"`` (with ``\\"`` escapes) are one term. A prefix followed by a space
+    is ignored (as Prefect's parser does).
+    """
+    include: list[str] = []
+    exclude: list[str] = []
+    required: list[str] = []
+    i, n = 0, len(query)
+    while i < n:
+        if query[i].isspace():
+            i += 1
+            continue
+        prefix = None
+        if query[i] in "-!+":
+            if i + 1 < n and not query[i + 1].isspace():
+                prefix = query[i]
+            i += 1
+            if prefix is None:
+                continue
+        if i < n and query[i] == '"':
+            i += 1
+            chars = []
+            while i < n and query[i] != '"':
+                if query[i] == "\\" and i + 1 < n and query[i + 1] in '"\\':
+                    i += 1
+                chars.append(query[i])
+                i += 1
+            i += 1  # the closing quote (or the end)
+            term = "".join(chars)
+            if not term.strip():
+                continue
+        else:
+            start = i
+            while i < n and not query[i].isspace() and query[i] != '"':
+                i += 1
+            term = query[start:i]
+        if term:
+            {"-": exclude, "!": exclude, "+": required}.get(prefix, include).append(term)
+    return include, exclude, required
+
+
+def _contains_ci(expr, term: str):
+    """``expr`` contains ``term``, case-insensitively, with LIKE wildcards taken literally."""
+    escaped = term.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return pw.NodeList((pw.fn.LOWER(expr), pw.SQL("LIKE"), pw.Value(f"%{escaped}%"), pw.SQL("ESCAPE '!'")))
+
+
 def _log_text(ops: dict, path: str):
     query = ops.get("query")
-    if not query:
+    if query is None:
         return None
-    parts = []
-    for term in _text(query, f"{path}.query").split():
-        if term.startswith("-") and len(term) > 1:
-            parts.append(~(Log.message ** f"%{term[1:]}%"))
-        else:
-            parts.append(Log.message ** f"%{term.strip(chr(34))}%")
-    from db.filters import _and
+    query = _text(query, f"{path}.query")
+    if len(query) > 200:
+        raise FilterError(f"{path}.query", "String should have at most 200 characters", query)
+    include, exclude, required = parse_text_query(query)
+    searchable = Log.message.concat(" ").concat(Log.name)  # Prefect searches message and logger name
+    from db.filters import _and, _or
 
+    parts = [_or([_contains_ci(searchable, t) for t in include])]
+    parts += [~_contains_ci(searchable, t) for t in exclude]
+    parts += [_contains_ci(searchable, t) for t in required]
     return _and(parts)
 
 
