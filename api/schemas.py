@@ -194,6 +194,14 @@ class TaskRunUpdate(Body):
 
 
 ARTIFACT_KEY = re.compile(r"^[a-z0-9-]+$")
+MAX_METADATA_VALUE = 500
+
+
+def _truncate_metadata(value: dict | None) -> dict | None:
+    """Prefect keeps artifact metadata values to 500 characters (+ "...") instead of refusing."""
+    if value is None:
+        return None
+    return {k: v if len(v) <= MAX_METADATA_VALUE else v[:MAX_METADATA_VALUE] + "..." for k, v in value.items()}
 
 
 class ArtifactCreate(Body):
@@ -204,6 +212,8 @@ class ArtifactCreate(Body):
     metadata_: dict[str, str] | None = None
     flow_run_id: UUIDStr | None = None
     task_run_id: UUIDStr | None = None
+
+    _metadata = field_validator("metadata_")(_truncate_metadata)
 
     @field_validator("key")
     @classmethod
@@ -223,6 +233,8 @@ class ArtifactUpdate(Body):
     data: Any = None
     description: str | None = None
     metadata_: dict[str, str] | None = None
+
+    _metadata = field_validator("metadata_")(_truncate_metadata)
 
 
 class HistoryRequest(Body):

@@ -22,10 +22,12 @@ def create_artifact(data: dict) -> dict:
 
 
 def _point_collection_at(row: dict) -> None:
-    values = {"latest_id": row["id"], "updated": utcnow(), **{k: row[k] for k in COPIED}}
+    # The collection carries its artifact's own `updated` (as Prefect's does): re-pointing it
+    # at an older version after a delete shows that version's time, not the time of the delete.
+    values = {"latest_id": row["id"], "updated": row["updated"], **{k: row[k] for k in COPIED}}
     updated = ArtifactCollection.update(values).where(ArtifactCollection.key == row["key"]).execute()
     if not updated:
-        ArtifactCollection.insert({"id": new_id(), "created": values["updated"], **values}).execute()
+        ArtifactCollection.insert({"id": new_id(), "created": row["created"], **values}).execute()
 
 
 def update_artifact(artifact_id: str, changes: dict) -> None:
@@ -65,10 +67,6 @@ def delete_artifact(artifact_id: str) -> None:
 
 
 def latest_by_key(key: str) -> dict | None:
-    return (
-        Artifact.select()
-        .where(Artifact.key == key)
-        .order_by(Artifact.created.desc(), Artifact.id.desc())
-        .dicts()
-        .first()
-    )
+    """The key's collection row: Prefect's `/artifacts/{key}/latest` answers the collection
+    (its own id, the first version's `created`), not the newest artifact row."""
+    return ArtifactCollection.select().where(ArtifactCollection.key == key).dicts().first()

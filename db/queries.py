@@ -5,7 +5,7 @@ from __future__ import annotations
 import peewee as pw
 
 from db import database as dbmod
-from db.filters import Entity, FieldSpec, FilterError, _list, _text, _uuid, register
+from db.filters import Entity, FieldSpec, FilterError, _bool, _list, _text, _uuid, register
 from db.models import Artifact, ArtifactCollection, Flow, FlowRun, Log, TaskRun
 
 
@@ -24,7 +24,7 @@ def _created_by(ops: dict, path: str):
                 expr = pw.fn.json_extract(FlowRun.created_by, f"$.{key}")
             parts.append(expr.in_(items) if items else pw.SQL("1 = 0"))
         elif op == "is_null_":
-            parts.append(FlowRun.created_by.is_null() if value else FlowRun.created_by.is_null(False))
+            parts.append(FlowRun.created_by.is_null() if _bool(value, p) else FlowRun.created_by.is_null(False))
         else:
             raise FilterError(p, f"unknown filter operator {op!r}", value)
     from db.filters import _combine
@@ -45,6 +45,7 @@ def _subflow_runs(ops: dict, path: str):
     exists = ops.get("exists_")
     if exists is None:
         return None
+    _bool(exists, f"{path}.exists_")
     sub = FlowRun.select(FlowRun.parent_task_run_id).where(FlowRun.parent_task_run_id.is_null(False))
     return TaskRun.id.in_(sub) if exists else TaskRun.id.not_in(sub)
 
@@ -53,6 +54,7 @@ def _flow_deployment(ops: dict, path: str):
     is_null = ops.get("is_null_")
     if is_null is None:
         return None
+    _bool(is_null, f"{path}.is_null_")
     with_deployment = FlowRun.select(FlowRun.flow_id).where(FlowRun.deployment_id.is_null(False))
     return Flow.id.not_in(with_deployment) if is_null else Flow.id.in_(with_deployment)
 
@@ -231,6 +233,7 @@ def _key_exists(model):
 
         parts = [_scalar_ops(model.key, "text", rest, path)] if rest else []
         if exists is not None:
+            _bool(exists, f"{path}.exists_")
             parts.append(model.key.is_null(False) if exists else model.key.is_null())
         return _and(parts)
 
