@@ -11,6 +11,7 @@ import falcon.asgi
 from api import errors, middleware, root, state
 from appliance.settings import Settings, get_settings
 from db import database as dbmod
+from db import secrets_crypto
 
 log = logging.getLogger("appliance.api")
 
@@ -25,6 +26,7 @@ AREAS = [
     "api.concurrency",
     "api.concurrency_v1",
     "api.variables",
+    "api.blocks",
     "api.deployments",
     "api.work_pools",
     "api.work_queues",
@@ -83,6 +85,7 @@ def create_app(settings: Settings | None = None, *, init_db: bool = True) -> fal
     errors.install(app)
     state.auth = auth
     state.settings = settings
+    secrets_crypto.configure(settings)
 
     prefix = settings.api_prefix
     root.register(app, prefix, settings)

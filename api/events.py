@@ -21,12 +21,12 @@ import falcon
 import orjson
 
 from api import state
-from api.errors import ApiError, invalid
+from api.errors import ApiError, ValidationFailed, invalid
 from api.http import no_content, read_json, send
 from db import database as db
 from db import events as events_mod
 from db import recorder
-from db.event_filter import CompiledFilter, EventFilterError
+from db.event_filter import CompiledFilter, EventFilterError, EventFilterInvalid
 from db.fields import utcnow
 from db.models import Event
 from db.states import parse_datetime
@@ -286,6 +286,20 @@ class EventsBatch:
         no_content(resp)
 
 
+def compile_filter(spec, body) -> CompiledFilter:
+    """The body's EventFilter compiled; Prefect's 422 (loc under body.filter) when malformed."""
+    try:
+        return CompiledFilter(spec)
+    except EventFilterInvalid as exc:
+        errors = [
+            {"type": e["type"], "loc": ["body", "filter", *e["loc"]], "msg": e["msg"], "input": e.get("input")}
+            for e in exc.errors
+        ]
+        raise ValidationFailed(errors, body) from None
+    except EventFilterError as exc:
+        raise invalid("filter", str(exc), spec, body) from None
+
+
 def _page(flt: CompiledFilter, limit: int, offset: int):
     query = flt.sql()
     order = (Event.occurred.asc(), Event.id.asc()) if flt.order == "ASC" else (Event.occurred.desc(), Event.id.desc())
@@ -319,17 +333,16 @@ class EventFilterResource:
         if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_FILTER_LIMIT:
             raise invalid("limit", f"Input should be an integer from 0 to {MAX_FILTER_LIMIT}", limit, body)
         spec = body.get("filter")
-        try:
-            flt = CompiledFilter(spec)
-        except (EventFilterError, AttributeError, TypeError) as exc:
-            raise invalid("filter", str(exc), spec, body) from None
+        flt = compile_filter(spec, body)
         events, total = await db.run(_page, flt, limit, 0)
         send(resp, {"events": events, "total": total, "next_page": _next_page_url(req, spec, limit, 0, total)})
 
 
 class EventFilterNext:
     async def on_get(self, req, resp):
-        token = req.get_param("page-token") or ""
+        token = req.get_param("page-token")
+        if token is None:
+            raise invalid("page-token", "Field required", None, loc_root="query")
         try:
             state_ = orjson.loads(base64.urlsafe_b64decode(token.encode()))
             spec, limit, offset = state_["filter"], int(state_["limit"]), int(state_["offset"])
@@ -341,54 +354,37 @@ class EventFilterNext:
 
 
 class EventCountBy:
-    UNITS = {"week": 604800, "day": 86400, "hour": 3600, "minute": 60, "second": 1}
-
     async def on_post(self, req, resp, countable):
-        if countable not in ("day", "time", "event", "resource"):
-            raise ApiError(404, "Not Found")
         body = await read_json(req, {}) or {}
-        try:
-            flt = CompiledFilter(body.get("filter"))
-        except (EventFilterError, AttributeError, TypeError) as exc:
-            raise invalid("filter", str(exc), body.get("filter"), body) from None
+        if countable not in events_mod.COUNTABLES:
+            raise ValidationFailed(
+                [{"type": "enum", "loc": ["path", "countable"],
+                  "msg": "Input should be 'day', 'time', 'event' or 'resource'", "input": countable}],
+                body,
+            )
+        if not isinstance(body, dict):
+            raise invalid("", "Input should be a valid dictionary", body, body)
+        flt = compile_filter(body.get("filter"), body)
         unit = body.get("time_unit", "day")
-        if unit not in self.UNITS:
-            raise invalid("time_unit", f"Input should be one of {', '.join(self.UNITS)}", unit, body)
+        if unit not in events_mod.TIME_UNITS:
+            raise invalid("time_unit", f"Input should be one of {', '.join(events_mod.TIME_UNITS)}", unit, body)
         interval = body.get("time_interval", 1.0)
         if isinstance(interval, bool) or not isinstance(interval, int | float) or interval < 0.01:
             raise invalid("time_interval", "Input should be a number greater than or equal to 0.01", interval, body)
-        step = dt.timedelta(seconds=self.UNITS[unit] * float(interval))
+        now = utcnow()
+        until = flt.until or now
 
-        def count():
-            rows = [events_mod.row_to_event(r) for r in flt.sql().limit(50000).dicts()]
-            return [e for e in rows if flt.matches(e)]
+        def matched():
+            rows = flt.sql(until_now=False).where(Event.occurred <= until).limit(50000).dicts()
+            pairs = ((r["occurred"], events_mod.row_to_event(r)) for r in rows)
+            return [(occurred, e) for occurred, e in pairs if flt.matches(e)]
 
-        events = await db.run(count)
-        buckets: dict = {}
-        for event in events:
-            occurred = parse_datetime(event["occurred"])
-            if countable in ("day", "time"):
-                start = flt.since + step * int((occurred - flt.since) / step)
-                key, label = start.isoformat(), start.isoformat()
-                span = (start, start + step)
-            elif countable == "event":
-                key = label = event["event"]
-                span = None
-            else:
-                key = event["resource"]["prefect.resource.id"]
-                label = event["resource"].get("prefect.resource.name") or key
-                span = None
-            entry = buckets.setdefault(key, {"value": key, "label": label, "count": 0, "times": []})
-            entry["count"] += 1
-            entry["times"].append(span or (occurred, occurred))
-        out = []
-        for entry in buckets.values():
-            times = entry.pop("times")
-            entry["start_time"] = min(t[0] for t in times).isoformat() + "Z"
-            entry["end_time"] = max(t[1] for t in times).isoformat() + "Z"
-            out.append(entry)
-        out.sort(key=lambda e: e["value"])
-        send(resp, out)
+        try:
+            events_mod.time_buckets(flt.since, until, unit, float(interval), now)  # refuse before reading
+        except events_mod.CountInvalid as exc:
+            raise ApiError(422, str(exc)) from None
+        events = await db.run(matched)
+        send(resp, events_mod.count_by(events, countable, flt.since, until, unit, float(interval), now))
 
 
 def register(app, prefix: str) -> None:

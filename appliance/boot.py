@@ -50,7 +50,8 @@ def connect(db: peewee.Database, wait_seconds: float = 0.0) -> None:
 
 
 def prepare(settings: Settings, *, migrate_now: bool) -> None:
-    """Boot sequence of `serve`: wait for the database, apply migrations, close."""
+    """Boot sequence of `serve`: wait for the database, apply migrations, register the
+    built-in block types, check the encryption key opens the stored blocks, close."""
     db = open_database(settings)
     connect(db, settings.db_wait_seconds)
     try:
@@ -58,5 +59,25 @@ def prepare(settings: Settings, *, migrate_now: bool) -> None:
             applied = migrate.upgrade()
             if applied:
                 log.info("applied migrations: %s", ", ".join(applied))
+        prepare_blocks(settings)
     finally:
         dbmod.close_all()
+
+
+def prepare_blocks(settings: Settings) -> None:
+    """The key must exist and open what is stored (a clear error now, never a 500 later);
+    the built-in block catalogue is registered under the migration lock (replicas take turns)."""
+    from db import blocks, secrets_crypto
+
+    secrets_crypto.configure(settings)
+    try:
+        secrets_crypto.cipher()
+        if "block_document" not in dbmod.database.obj.get_tables():
+            return  # schema not migrated yet (APPLIANCE_MIGRATE_ON_START=false)
+        blocks.check_key()
+    except secrets_crypto.KeyError_ as exc:
+        raise BootError(str(exc)) from None
+    with migrate.migration_lock(), dbmod.database.atomic():
+        changed = blocks.register_catalogue()
+    if changed:
+        log.info("registered %d built-in block types and schemas", changed)

@@ -139,6 +139,47 @@ def cmd_notifications_retry(args) -> int:
     return 0 if count else 1
 
 
+def cmd_secrets_generate_key(args) -> int:
+    from db import secrets_crypto
+
+    print(secrets_crypto.generate_key())
+    return 0
+
+
+def cmd_secrets_rotate_key(args) -> int:
+    """Re-encrypt every block document with a new key in one transaction. With a key file
+    (SQLite without APPLIANCE_SECRET_KEY) the file is replaced after the commit; with
+    APPLIANCE_SECRET_KEY the new key is printed for the operator to roll out."""
+    from appliance.boot import BootError
+    from db import blocks, secrets_crypto
+    from db import database as dbmod
+
+    settings, _ = _open_db()
+    secrets_crypto.configure(settings)
+    new_key = args.new_key or secrets_crypto.generate_key()
+    try:
+        secrets_crypto.cipher()
+        secrets_crypto._parse(new_key, "--new-key")
+        key_file = None if settings.secret_key else secrets_crypto.key_file(settings)
+        staged = None
+        if key_file is not None:
+            # Stage the new key before the commit: a crash after it leaves both on disk.
+            staged = key_file.with_suffix(".key.new")
+            staged.write_text(new_key + "\n")
+            staged.chmod(0o600)
+        with dbmod.write_tx():
+            count = blocks.rotate_key(new_key)
+    except secrets_crypto.KeyError_ as exc:
+        raise BootError(str(exc)) from None
+    if staged is not None:
+        staged.replace(key_file)
+        print(f"re-encrypted {count} block documents; new key written to {key_file}")
+    else:
+        print(f"re-encrypted {count} block documents with the new key; set it on every server and notifier:")
+        print(f"APPLIANCE_SECRET_KEY={new_key}")
+    return 0
+
+
 def _describe(settings) -> str:
     from appliance.settings import mask_url
 
@@ -182,6 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
     cur.set_defaults(func=cmd_db_current)
     hist = dbsub.add_parser("history", help="list revisions and which are applied")
     hist.set_defaults(func=cmd_db_history)
+
+    secrets = sub.add_parser("secrets", help="the key that encrypts block documents at rest")
+    ssub = secrets.add_subparsers(dest="secrets_command", required=True)
+    gen = ssub.add_parser("generate-key", help="print a new Fernet key (for APPLIANCE_SECRET_KEY)")
+    gen.set_defaults(func=cmd_secrets_generate_key)
+    rotate = ssub.add_parser("rotate-key", help="re-encrypt every block document with a new key, in one transaction")
+    rotate.add_argument("--new-key", help="the new Fernet key (default: a generated one, printed)")
+    rotate.set_defaults(func=cmd_secrets_rotate_key)
 
     notifier = sub.add_parser("notifier", help="run the notification sidecar")
     notifier.add_argument("--check", action="store_true", help="exit 0 only while the heartbeat is fresh")

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     auth_string: str | None = Field(
         None, description="'user:pass' enables HTTP basic auth (health and ready stay open)."
     )
+    secret_key: str | None = Field(
+        None,
+        description="Fernet key(s) encrypting block documents at rest, comma-separated (the first encrypts, "
+        "all decrypt: for a key roll-out). Required on PostgreSQL; on SQLite, when unset, a key file "
+        "HOME/secret.key (mode 0600) is created on first start.",
+    )
     # The notifier sidecar (`appliance notifier`).
     notifier_poll_interval: float = Field(
         1.0, gt=0, description="Seconds between notifier polls of the queue (PostgreSQL also wakes on NOTIFY)."
@@ -94,6 +100,8 @@ class Settings(BaseSettings):
         values = self.model_dump()
         values["home"] = str(self.home_dir)
         values["database_url"] = mask_url(self.effective_database_url)
+        if values.get("secret_key"):
+            values["secret_key"] = "********"
         if values.get("auth_string"):
             user = values["auth_string"].split(":", 1)[0]
             values["auth_string"] = f"{user}:********"

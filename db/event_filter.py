@@ -1,8 +1,17 @@
-"""EventFilter (Prefect's events filter) as a SQL pre-filter plus an exact Python match."""
+"""EventFilter (Prefect's events filter) as a SQL pre-filter plus an exact Python match.
+
+The filter is validated first with the shape of Prefect's EventFilter (unknown keys and
+wrongly typed values are refused, as the real server's ``extra="forbid"`` models do);
+``EventFilterInvalid`` carries pydantic's errors so the API can answer Prefect's 422.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from db.fields import utcnow
 from db.models import Event
@@ -11,6 +20,100 @@ from db.states import parse_datetime
 
 class EventFilterError(ValueError):
     pass
+
+
+class EventFilterInvalid(EventFilterError):
+    """The filter does not have EventFilter's shape; ``errors`` are pydantic's (loc inside the filter)."""
+
+    def __init__(self, exc: ValidationError):
+        self.errors = exc.errors(include_url=False)
+        first = self.errors[0] if self.errors else {"loc": (), "msg": "invalid filter"}
+        super().__init__(f"{'.'.join(str(p) for p in first['loc']) or 'filter'}: {first['msg']}")
+
+
+def _when(value):
+    if value is None or isinstance(value, dt.datetime):
+        return parse_datetime(value)
+    if not isinstance(value, str):
+        raise ValueError("Input should be a valid datetime")
+    try:
+        return parse_datetime(value)
+    except ValueError:
+        raise ValueError(f"Unable to parse string [{value}]") from None
+
+
+_Datetime = Annotated[dt.datetime | None, BeforeValidator(_when)]
+_Strings = list[str] | None
+_Labels = dict[str, str | list[str]] | None
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Occurred(_Part):
+    since: _Datetime = None
+    until: _Datetime = None
+
+
+class _Name(_Part):
+    prefix: _Strings = None
+    exclude_prefix: _Strings = None
+    name: _Strings = None
+    exclude_name: _Strings = None
+
+
+class _Resource(_Part):
+    id: _Strings = None
+    id_prefix: _Strings = None
+    labels: _Labels = None
+    distinct: bool = False
+
+
+class _Related(_Part):
+    id: _Strings = None
+    role: _Strings = None
+    resources_in_roles: list[tuple[str, str]] | None = None
+    labels: _Labels = None
+
+
+class _AnyResource(_Part):
+    id: _Strings = None
+    id_prefix: _Strings = None
+    labels: _Labels = None
+
+
+class _Ids(_Part):
+    id: list[uuid.UUID] | None = None
+
+
+class _Text(_Part):
+    query: Annotated[str, Field(max_length=200)]
+
+
+class _EventFilter(_Part):
+    occurred: _Occurred | None = None
+    event: _Name | None = None
+    resource: _Resource | None = None
+    related: _Related | list[_Related] | None = None
+    any_resource: _AnyResource | list[_AnyResource] | None = None
+    id: _Ids | None = None
+    text: _Text | None = None
+    order: Literal["ASC", "DESC"] | None = None
+
+
+def validate_filter(spec) -> dict:
+    """The filter as plain JSON-ish data with EventFilter's shape; EventFilterInvalid otherwise."""
+    try:
+        model = _EventFilter.model_validate(spec or {})
+    except ValidationError as exc:
+        raise EventFilterInvalid(exc) from None
+    return model.model_dump(mode="python", exclude_none=True)
+
+
+def start_of_day_minus(now: dt.datetime, window: dt.timedelta) -> dt.datetime:
+    """Prefect's default lower bound: the start of today (UTC) minus the window."""
+    return now.replace(hour=0, minute=0, second=0, microsecond=0) - window
 
 
 def _labels_match(labels: dict, wanted: dict) -> bool:
@@ -69,24 +172,19 @@ def _as_list(value):
 
 class CompiledFilter:
     def __init__(self, spec: dict | None, *, default_since: dt.timedelta = dt.timedelta(days=180)):
-        spec = spec or {}
-        if not isinstance(spec, dict):
+        if spec is not None and not isinstance(spec, dict):
             raise EventFilterError("filter must be an object")
+        spec = validate_filter(spec)
         occurred = spec.get("occurred") or {}
-        try:
-            self.since = parse_datetime(occurred.get("since")) or (utcnow() - default_since)
-            self.until = parse_datetime(occurred.get("until"))
-        except (ValueError, TypeError) as exc:
-            raise EventFilterError(f"occurred: {exc}") from None
+        self.since = occurred.get("since") or start_of_day_minus(utcnow(), default_since)
+        self.until = occurred.get("until")
         self.event = spec.get("event") or {}
         self.resource = spec.get("resource") or {}
         self.related = _as_list(spec.get("related"))
         self.any_resource = _as_list(spec.get("any_resource"))
-        self.ids = set((spec.get("id") or {}).get("id") or [])
+        self.ids = {str(i) for i in (spec.get("id") or {}).get("id") or []}
         self.text = ((spec.get("text") or {}).get("query") or "").strip()
         self.order = spec.get("order") or "DESC"
-        if self.order not in ("ASC", "DESC"):
-            raise EventFilterError("order must be ASC or DESC")
 
     def sql(self, until_now: bool = True):
         query = Event.select().where(Event.occurred >= self.since)
@@ -126,12 +224,24 @@ class CompiledFilter:
             resources = [event["resource"], *related]
             if not any(_resource_match(r, spec) for r in resources):
                 return False
-        if self.text:
-            blob = f"{name} {event['resource']} {event.get('payload')}".lower()
-            for term in self.text.lower().split():
-                if term.startswith("-"):
-                    if term[1:] in blob:
-                        return False
-                elif term not in blob:
-                    return False
+        if self.text and not _text_match(self.text, event):
+            return False
         return True
+
+
+def _text_match(query: str, event: dict) -> bool:
+    """Prefect's event text search: terms OR'd, -/! excluded, + required, over the event name,
+    resource and related label values and the payload."""
+    from db.queries import parse_text_query
+
+    include, exclude, required = parse_text_query(query)
+    parts = [event["event"], *map(str, (event.get("resource") or {}).values())]
+    for related in event.get("related") or []:
+        parts.extend(map(str, related.values()))
+    parts.append(str(event.get("payload")))
+    blob = " ".join(parts).lower()
+    if include and not any(t.lower() in blob for t in include):
+        return False
+    if any(t.lower() in blob for t in exclude):
+        return False
+    return all(t.lower() in blob for t in required)

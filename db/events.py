@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import threading
 
 import peewee as pw
@@ -164,3 +165,105 @@ def _flush_after_commit():
     """Called by db.runs after a write transaction that emitted events."""
     if dbmod.database.obj is not None:
         wake_subscribers()
+
+
+# --- /events/count-by (Prefect's server/events/counting.py, restated) ---------------------
+
+TIME_UNITS = {"week": 7 * 86400, "day": 86400, "hour": 3600, "minute": 60, "second": 1}
+COUNTABLES = ("day", "time", "event", "resource")
+# Prefect divides all time into buckets counted from this Monday.
+PIVOT = dt.datetime(2024, 4, 1)
+MAX_BUCKETS = 1000
+
+
+class CountInvalid(ValueError):
+    pass
+
+
+def _end_of_period(now: dt.datetime, unit: str) -> dt.datetime:
+    last = {"microsecond": 999999}
+    if unit in ("minute", "hour", "day", "week"):
+        last["second"] = 59
+    if unit in ("hour", "day", "week"):
+        last["minute"] = 59
+    if unit in ("day", "week"):
+        last["hour"] = 23
+    if unit == "week":
+        now = now + dt.timedelta(days=6 - now.weekday())
+    return now.replace(**last)
+
+
+def time_buckets(since: dt.datetime, until: dt.datetime, unit: str, interval: float, now: dt.datetime):
+    """(index of the first bucket since PIVOT, bucket size, [(start, end)…]) covering since..until;
+    CountInvalid past 1000 buckets. Buckets past now end with the current period."""
+    if interval < 0.01:
+        raise CountInvalid("The minimum interval is 0.01")
+    delta = dt.timedelta(seconds=TIME_UNITS[unit] * interval)
+    wanted = math.ceil((until - since) / delta)
+    if wanted > MAX_BUCKETS:
+        raise CountInvalid(
+            f"The given interval would create {wanted} buckets, which is too many. Please increase the "
+            f"interval or reduce the time range to produce {MAX_BUCKETS} buckets or fewer."
+        )
+    end = until if until <= now else _end_of_period(now, unit)
+    first = math.floor((since - PIVOT) / delta)
+    spans = []
+    start = PIVOT + delta * first
+    while start < end:
+        spans.append((start, start + delta - dt.timedelta(microseconds=1)))
+        start += delta
+    return first, delta, spans
+
+
+def _resource_label(event: dict) -> str:
+    resource = event.get("resource") or {}
+    return resource.get("prefect.resource.name") or resource.get("prefect.name") or resource.get(
+        "prefect.resource.id", ""
+    )
+
+
+def count_by(events: list[tuple[dt.datetime, dict]], countable: str, since: dt.datetime, until: dt.datetime,
+             unit: str, interval: float, now: dt.datetime) -> list[dict]:
+    """EventCount rows for (occurred, event) pairs already matched by the filter.
+
+    Time countables give every bucket of the range (zeros included) in time order, valued by
+    their index; ``event``/``resource`` give one row per name/resource id, most frequent first,
+    labelled from the newest event, spanning the first to the last occurrence.
+    """
+    if countable == "day":
+        unit, interval = "day", 1.0
+    first, delta, spans = time_buckets(since, until, unit, interval, now)
+    if countable in ("day", "time"):
+        counts = [0] * len(spans)
+        for occurred, _ in events:
+            index = math.floor((occurred - PIVOT) / delta) - first
+            if 0 <= index < len(counts):
+                counts[index] += 1
+        return [
+            {
+                "value": str(i),
+                "label": start.replace(tzinfo=dt.UTC).isoformat(),
+                "count": count,
+                "start_time": iso(start),
+                "end_time": iso(end),
+            }
+            for i, ((start, end), count) in enumerate(zip(spans, counts, strict=True))
+        ]
+    groups: dict[str, dict] = {}
+    for occurred, event in events:
+        value = event["event"] if countable == "event" else (event.get("resource") or {}).get("prefect.resource.id", "")
+        group = groups.get(value)
+        if group is None:
+            group = groups[value] = {"value": value, "count": 0, "first": occurred, "last": occurred, "label": None}
+        group["count"] += 1
+        group["first"] = min(group["first"], occurred)
+        if occurred >= group["last"] or group["label"] is None:
+            group["last"] = max(group["last"], occurred)
+            group["label"] = event["event"] if countable == "event" else _resource_label(event)
+    rows = [
+        {"value": g["value"], "label": g["label"], "count": g["count"], "start_time": iso(g["first"]),
+         "end_time": iso(g["last"])}
+        for g in groups.values()
+    ]
+    rows.sort(key=lambda r: (-r["count"], r["label"]))
+    return rows

@@ -1,6 +1,6 @@
 """The notifier's one door to block documents: (block type slug, decrypted data).
 
-Points at db.blocks.read_block_document (built in parallel); ``set_resolver`` lets tests
+Reads through db.blocks.read_block_document (decrypted); ``set_resolver`` lets tests
 and tools substitute a resolver.
 """
 
@@ -27,7 +27,12 @@ def load(block_document_id: str) -> tuple[str, dict]:
             from db.blocks import read_block_document
         except ImportError as exc:
             raise BlockUnavailable("block documents are not available in this build") from exc
-        found = read_block_document(block_document_id, include_secrets=True)
+        from db.secrets_crypto import KeyError_
+
+        try:
+            found = read_block_document(block_document_id, include_secrets=True)
+        except KeyError_ as exc:
+            raise BlockUnavailable(str(exc)) from None
         if found is not None and isinstance(found, dict) and "data" in found:
             slug = (found.get("block_type") or {}).get("slug") or found.get("block_type_slug")
             found = (slug, found["data"])

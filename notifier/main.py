@@ -231,9 +231,15 @@ def _release_tx(rows):
 
 def main(settings) -> int:
     from appliance import boot
+    from db import secrets_crypto
 
     db = boot.open_database(settings)
     boot.connect(db, settings.db_wait_seconds)
+    secrets_crypto.configure(settings)
+    try:
+        secrets_crypto.cipher()  # a missing or malformed key stops the notifier at start, not per row
+    except secrets_crypto.KeyError_ as exc:
+        raise boot.BootError(str(exc)) from None
     notifier = Notifier(settings)
 
     def on_term(signum, frame):

@@ -62,5 +62,6 @@ def client(migrated, tmp_home, monkeypatch):
     from appliance.settings import Settings
 
     monkeypatch.setenv("APPLIANCE_HOME", str(tmp_home))
+    monkeypatch.setenv("APPLIANCE_SECRET_KEY", support.TEST_SECRET_KEY)
     settings = Settings(database_url=migrated)
     return falcon.testing.TestClient(create_app(settings, init_db=False))

@@ -109,7 +109,8 @@ def test_models_match_migrated_schema(fresh_db):
             assert actual[name].null == field.null, f"{table}.{name}: nullability differs"
         actual_indexes = {tuple(i.columns) for i in dbmod.database.obj.get_indexes(table)}
         for fields, _unique in model._meta.indexes:
-            assert tuple(fields) in actual_indexes, f"{table}: index {fields} missing"
+            columns = tuple(model._meta.fields[f].column_name if f in model._meta.fields else f for f in fields)
+            assert columns in actual_indexes, f"{table}: index {fields} missing"
         for field in model._meta.sorted_fields:
             if (field.index or field.unique) and not field.primary_key:
                 assert (field.column_name,) in actual_indexes, f"{table}.{field.column_name}: index missing"

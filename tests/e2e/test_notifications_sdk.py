@@ -9,17 +9,14 @@ import datetime as dt
 import json
 import signal
 import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
+from tests import support
 from tests.e2e.conftest import SCRIPTS, last_json_line, run_script
 from tests.notifier.receivers import Receiver
-
-NOTIFIER = Path(__file__).parents[1] / "notifier" / "scripts" / "run_notifier.py"
 
 
 @pytest.fixture
@@ -29,22 +26,32 @@ def receiver():
     r.close()
 
 
-def start_notifier(server, blocks: dict):
-    blocks_file = server.home / f"blocks-{uuid.uuid4().hex[:6]}.json"
-    blocks_file.write_text(json.dumps(blocks))
-    env = {**server.env, "APPLIANCE_TEST_BLOCKS_FILE": str(blocks_file), "APPLIANCE_NOTIFIER_POLL_INTERVAL": "0.2",
+def start_notifier(server):
+    """The real `appliance notifier`, same settings (database, key) as the server."""
+    env = {**server.env, "APPLIANCE_NOTIFIER_POLL_INTERVAL": "0.2",
            "APPLIANCE_NOTIFIER_HEARTBEAT_PATH": str(server.home / "hb")}
-    return subprocess.Popen([sys.executable, str(NOTIFIER)], env=env, cwd=Path(__file__).parents[2],
+    return subprocess.Popen([support.APPLIANCE_BIN, "notifier"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def custom_webhook_block(api, url: str) -> str:
+    """A custom-webhook block document saved through the blocks API (stored encrypted)."""
+    block_type = api.get("/block_types/slug/custom-webhook").json()
+    schema = api.post("/block_schemas/filter",
+                      json={"block_schemas": {"block_type_id": {"any_": [block_type["id"]]}}}).json()[0]
+    made = api.post("/block_documents/", json={
+        "name": f"ops-{uuid.uuid4().hex[:6]}", "block_type_id": block_type["id"], "block_schema_id": schema["id"],
+        "data": {"name": "ops", "url": url, "json_data": {"subject": "{{subject}}", "body": "{{body}}"}},
+    })
+    assert made.status_code == 201, made.text
+    return made.json()["id"]
 
 
 @pytest.mark.parametrize("mode", ["policy", "automation"])
 def test_failed_tagged_run_notifies_once(live_server, api, receiver, mode):
     tag = f"t{uuid.uuid4().hex[:8]}"
-    block_id = str(uuid.uuid4())
-    blocks = {block_id: ["custom-webhook", {"name": "ops", "url": receiver.url + "/hook",
-                                            "json_data": {"subject": "{{subject}}", "body": "{{body}}"}}]}
-    notifier = start_notifier(live_server, blocks)
+    block_id = custom_webhook_block(api, receiver.url + "/hook")
+    notifier = start_notifier(live_server)
     try:
         out = run_script(SCRIPTS / "notify_flows.py", live_server.url, live_server.home,
                          NOTIFY_MODE=mode, NOTIFY_BLOCK_ID=block_id, NOTIFY_TAG=tag)
