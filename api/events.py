@@ -19,6 +19,7 @@ import uuid
 
 import falcon
 import orjson
+import peewee
 
 from api import state
 from api.errors import ApiError, ValidationFailed, invalid
@@ -170,10 +171,29 @@ async def _store(batch: list[dict]) -> bool:
             await db.run_write(recorder.record_events, batch)
             events_mod.wake_subscribers()
             return True
+        except peewee.IntegrityError:
+            # One event the recorder cannot apply (e.g. a natural-key collision) must not fail
+            # its whole batch on every re-send: apply them one by one and drop the bad ones.
+            return await _store_each(batch)
         except Exception as exc:  # noqa: BLE001 - retried, then the socket is closed
             log.warning("storing %d events failed (attempt %d): %s", len(batch), attempt + 1, exc)
             await asyncio.sleep(0.2 * (attempt + 1))
     return False
+
+
+async def _store_each(batch: list[dict]) -> bool:
+    try:
+        for event in batch:
+            try:
+                await db.run_write(recorder.record_events, [event])
+            except peewee.IntegrityError as exc:
+                log.warning("dropping event %s (%s): %s", event["id"], event["event"], str(exc).splitlines()[0])
+    except Exception as exc:  # noqa: BLE001 - let the client reconnect and re-send
+        log.warning("storing events one by one failed: %s", exc)
+        return False
+    finally:
+        events_mod.wake_subscribers()
+    return True
 
 
 class EventsOut:
@@ -324,7 +344,8 @@ def _next_page_url(req, spec, limit: int, offset: int, total: int) -> str | None
 
 class EventFilterResource:
     async def on_post(self, req, resp):
-        body = await read_json(req, {}) or {}
+        body = await read_json(req, {})
+        body = {} if body is None else body
         if not isinstance(body, dict):
             raise invalid("", "Input should be a valid dictionary", body, body)
         limit = body.get("limit", MAX_FILTER_LIMIT)
@@ -355,7 +376,8 @@ class EventFilterNext:
 
 class EventCountBy:
     async def on_post(self, req, resp, countable):
-        body = await read_json(req, {}) or {}
+        body = await read_json(req, {})
+        body = {} if body is None else body
         if countable not in events_mod.COUNTABLES:
             raise ValidationFailed(
                 [{"type": "enum", "loc": ["path", "countable"],
