@@ -1,7 +1,8 @@
 """/v2/concurrency_limits: global concurrency limits (Prefect §5.10) and their leases.
 
 Create / read / update / delete a limit by id or name, list them, and the runtime calls:
-``increment`` (all-or-nothing; 423 + ``Retry-After`` when full), ``increment-with-lease``
+``increment`` (all-or-nothing; a full limit is waited on at the server for a while, see
+api.slot_waiters, then answered 423 + ``Retry-After``), ``increment-with-lease``
 (the same, held by a lease the client renews), ``decrement``, ``decrement-with-lease``
 and ``leases/{id}/renew`` (410 once the lease is gone). Admission itself is decided in
 db.concurrency inside one write transaction.
@@ -13,14 +14,17 @@ given from a plain read, without taking the write lock.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api import state
 from api.errors import ApiError, invalid, not_found
 from api.http import no_content, parse, read_json, read_model, send
 from api.listing import filter_failed, read_filter_body
+from api.slot_waiters import POLL_SECONDS, WAITERS
 from db import concurrency
 from db import database as db
 from db.filters import FilterError, paging
@@ -216,12 +220,32 @@ async def _acquire(req, model, lease: bool) -> tuple[concurrency.Admission, obje
             "holder": {"type": body.holder.type, "id": str(body.holder.id)} if body.holder else None,
         }
     try:
-        admission = await db.run_write(concurrency.acquire, names, body.slots, body.mode, **kwargs)
+        admission = await _admit(names, body.slots, body.mode, kwargs)
     except concurrency.Invalid as exc:
         raise ApiError(422, str(exc)) from None
     if not admission.granted:
         raise locked(admission)
     return admission, body
+
+
+async def _admit(names: list[str], slots: int, mode: str, kwargs: dict) -> concurrency.Admission:
+    """Admission, waiting at the server for a slot for up to the queue window (see
+    api.slot_waiters); the last, refused attempt records the denial and the Retry-After."""
+    window = state.settings.concurrency_queue_seconds if mode == "concurrency" else 0.0
+    if window <= 0:
+        return await db.run_write(concurrency.acquire, names, slots, mode, **kwargs)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + window
+    admission = await db.run_write(concurrency.acquire, names, slots, mode, record_denial=False, **kwargs)
+    woken = False
+    while not admission.granted:
+        left = deadline - loop.time()
+        if left <= 0:
+            return await db.run_write(concurrency.acquire, names, slots, mode, **kwargs)
+        woken = await WAITERS.wait(names, min(left, POLL_SECONDS), first=woken)
+        if woken or await db.run(concurrency.has_room, names, slots):
+            admission = await db.run_write(concurrency.acquire, names, slots, mode, record_denial=False, **kwargs)
+    return admission
 
 
 class Increment(_NamedToo):
@@ -250,6 +274,7 @@ class DecrementSlots(_NamedToo):
             send(resp, [])
             return
         rows = await db.run_write(concurrency.decrement, names, body.slots, body.occupancy_seconds)
+        WAITERS.wake([r["name"] for r in rows], body.slots)
         send(resp, rows)
 
 
@@ -259,7 +284,9 @@ class DecrementWithLease(_NamedToo):
     async def on_post(self, req, resp):
         body = await read_model(req, LeaseRef)
         # Unknown or already released: still 204 (the release is idempotent).
-        await db.run_write(concurrency.release_lease, str(body.lease_id))
+        freed = await db.run_write(concurrency.release_lease_freeing, str(body.lease_id))
+        if freed:
+            WAITERS.wake(freed)
         no_content(resp)
 
 

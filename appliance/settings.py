@@ -39,6 +39,11 @@ class Settings(BaseSettings):
         description="How long a run refused by its deployment's concurrency limit waits (AwaitingConcurrencySlot) "
         "before it is offered again, as Prefect's PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS.",
     )
+    concurrency_queue_seconds: float = Field(
+        5.0, ge=0, le=60,
+        description="How long an acquisition of a full global concurrency limit is held at the server, waiting "
+        "for a slot to be released, before it is answered 423 with Retry-After (0: at once, as Prefect).",
+    )
     events_retention_days: float = Field(7.0, gt=0, description="Events older than this are deleted.")
     auth_string: str | None = Field(
         None, description="'user:pass' enables HTTP basic auth (health and ready stay open)."

@@ -164,6 +164,33 @@ def _release_slots(row: dict, slots: int, occupancy_seconds: float | None) -> No
 # --- locking and writing limit rows ---------------------------------------------------------
 
 
+# The acquisition and release paths (two requests per `with concurrency(...)`) run a
+# handful of statements each; building them with Peewee cost more than running them, so
+# they are written out here ("?" placeholders, see _sql). Everything else uses the models.
+LIMIT_COLUMNS = ("id", "created", "updated", "active", "name", "limit", "active_slots", "denied_slots",
+                 "slot_decay_per_second", "avg_slot_occupancy_seconds")
+_SELECT_LIMITS = "SELECT " + ", ".join(f'"{c}"' for c in LIMIT_COLUMNS) + " FROM concurrency_limit"
+_to_db_time = ConcurrencyLimit.updated.db_value
+_from_db_time = ConcurrencyLimit.updated.python_value
+
+
+def _sql(sql: str, params=()):
+    if dbmod.is_postgres():
+        sql = sql.replace("?", "%s")
+    return dbmod.database.execute_sql(sql, params)
+
+
+def _marks(values) -> str:
+    return ", ".join("?" * len(values))
+
+
+def _limit_row(values: tuple) -> dict:
+    row = dict(zip(LIMIT_COLUMNS, values, strict=True))
+    row["created"], row["updated"] = _from_db_time(row["created"]), _from_db_time(row["updated"])
+    row["active"] = bool(row["active"])
+    return row
+
+
 def _lock(where, now: dt.datetime) -> list[dict]:
     """The limit rows matching ``where``, locked for this transaction in name order, with
     their decay folded in as of ``now``."""
@@ -173,15 +200,29 @@ def _lock(where, now: dt.datetime) -> list[dict]:
     return [decayed(row, now) for row in query.dicts()]
 
 
+def _lock_in(column: str, values, now: dt.datetime) -> list[dict]:
+    """``_lock`` of the limits whose ``column`` ("id" or "name") is among ``values``."""
+    values = list(values)
+    if not values:
+        return []
+    sql = f'{_SELECT_LIMITS} WHERE "{column}" IN ({_marks(values)}) ORDER BY "name"'
+    if dbmod.is_postgres():
+        sql += " FOR UPDATE"
+    return [decayed(_limit_row(r), now) for r in _sql(sql, values).fetchall()]
+
+
 COUNTERS = ("active_slots", "denied_slots", "avg_slot_occupancy_seconds")
 
 
 def _save(rows, now: dt.datetime) -> None:
     """Write back the counters of locked rows; ``updated`` (the decay clock) becomes now."""
+    stamp = _to_db_time(now)
     for row in rows:
-        ConcurrencyLimit.update({**{k: row[k] for k in COUNTERS}, "updated": now}).where(
-            ConcurrencyLimit.id == row["id"]
-        ).execute()
+        _sql(
+            "UPDATE concurrency_limit SET active_slots = ?, denied_slots = ?, avg_slot_occupancy_seconds = ?, "
+            "updated = ? WHERE id = ?",
+            (*(row[k] for k in COUNTERS), stamp, row["id"]),
+        )
         row["updated"] = now
 
 
@@ -195,7 +236,7 @@ def minimal(row: dict, name: str | None = None) -> dict:
 def any_exist(names: list[str]) -> bool:
     """Whether any of ``names`` is a limit (a read outside the write lock: the task engine
     asks for every tagged task, and usually no tag limit exists)."""
-    return ConcurrencyLimit.select(ConcurrencyLimit.id).where(ConcurrencyLimit.name.in_(names)).exists()
+    return _sql(f"SELECT 1 FROM concurrency_limit WHERE name IN ({_marks(names)}) LIMIT 1", names).fetchone() is not None
 
 
 def acquire(
@@ -205,16 +246,18 @@ def acquire(
     lease_seconds: float | None = None,
     holder: dict | None = None,
     now: dt.datetime | None = None,
+    record_denial: bool = True,
 ) -> Admission:
     """Take ``slots`` slots of every active limit in ``names``, all or nothing.
 
     Unknown names are ignored (no limits -> granted with ``limits == []``); inactive
     limits are returned but not counted. With ``lease_seconds`` the slots are held by a
     new lease (only when some limit matched). A refusal is *returned* (not raised) so
-    that its ``denied_slots`` bookkeeping commits.
+    that its ``denied_slots`` bookkeeping commits; ``record_denial=False`` (an attempt of
+    a request still waiting at the server) leaves the counters untouched.
     """
     now = now or utcnow()
-    rows = _lock(ConcurrencyLimit.name.in_(list(set(names))), now)
+    rows = _lock_in("name", set(names), now)
     active = [r for r in rows if r["active"]]
     if any(r["limit"] < slots for r in active):
         raise Invalid(SLOTS_TOO_MANY)
@@ -233,9 +276,10 @@ def acquire(
         _free_expired_of(active, now)  # a dead holder's slots come back at its lease's end
     if blocked():
         wait = retry_after(active, slots)
-        for row in active:
-            row["denied_slots"] += slots
-        _save(active, now)
+        if record_denial:
+            for row in active:
+                row["denied_slots"] += slots
+            _save(active, now)
         return Admission([minimal(r) for r in rows], retry_after=wait)
 
     for row in active:
@@ -247,17 +291,32 @@ def acquire(
     return Admission([minimal(r) for r in rows], lease_id=lease_id)
 
 
+def has_room(names: list[str], slots: int, now: dt.datetime | None = None) -> bool:
+    """Read-only: whether ``acquire`` could grant now. Also True when an expired lease
+    holds one of the limits (the acquisition itself frees it)."""
+    now = now or utcnow()
+    rows = [decayed(r, now) for r in ConcurrencyLimit.select().where(ConcurrencyLimit.name.in_(names)).dicts()]
+    active = [r for r in rows if r["active"]]
+    if all(whole(r["active_slots"]) + slots <= r["limit"] for r in active):
+        return True
+    return (
+        ConcurrencyLeaseLimit.select()
+        .join(ConcurrencyLease)
+        .where(ConcurrencyLeaseLimit.limit.in_([r["id"] for r in active]) & (ConcurrencyLease.expires < now))
+        .exists()
+    )
+
+
 def _create_lease(lease_id, limit_ids, slots, seconds, holder, now) -> None:
-    ConcurrencyLease.insert(
-        id=lease_id,
-        created=now,
-        expires=now + dt.timedelta(seconds=seconds),
-        slots=slots,
-        holder_type=(holder or {}).get("type"),
-        holder_id=(holder or {}).get("id"),
-    ).execute()
+    _sql(
+        "INSERT INTO concurrency_lease (id, created, expires, slots, holder_type, holder_id) VALUES (?, ?, ?, ?, ?, ?)",
+        (lease_id, _to_db_time(now), _to_db_time(now + dt.timedelta(seconds=seconds)), slots,
+         (holder or {}).get("type"), (holder or {}).get("id")),
+    )
     if limit_ids:
-        ConcurrencyLeaseLimit.insert_many([{"lease": lease_id, "limit": lid} for lid in limit_ids]).execute()
+        pairs = ", ".join("(?, ?)" for _ in limit_ids)
+        _sql(f"INSERT INTO concurrency_lease_limit (lease_id, limit_id) VALUES {pairs}",
+             [v for lid in limit_ids for v in (lease_id, lid)])
 
 
 def _free_expired_of(locked: list[dict], now: dt.datetime) -> bool:
@@ -284,11 +343,12 @@ def _free_expired_of(locked: list[dict], now: dt.datetime) -> bool:
 
 def _limits_of(lease_ids: list[str]) -> dict[str, list[str]]:
     held: dict[str, list[str]] = {}
-    query = ConcurrencyLeaseLimit.select(ConcurrencyLeaseLimit.lease, ConcurrencyLeaseLimit.limit).where(
-        ConcurrencyLeaseLimit.lease.in_(lease_ids)
-    )
-    for row in query.tuples():
-        held.setdefault(row[0], []).append(row[1])
+    if not lease_ids:
+        return held
+    rows = _sql(f"SELECT lease_id, limit_id FROM concurrency_lease_limit WHERE lease_id IN ({_marks(lease_ids)})",
+                lease_ids).fetchall()
+    for lease_id, limit_id in rows:
+        held.setdefault(lease_id, []).append(limit_id)
     return held
 
 
@@ -297,14 +357,13 @@ def _drop_leases(lease_ids, held, locked_by_id, now, *, expired_only: bool) -> l
     locked rows in ``locked_by_id`` (written here). Returns the ids actually dropped."""
     if not lease_ids:
         return []
-    query = ConcurrencyLease.select(ConcurrencyLease.id, ConcurrencyLease.slots, ConcurrencyLease.created).where(
-        ConcurrencyLease.id.in_(lease_ids)
-    )
+    lease_ids = list(lease_ids)
+    sql, params = f"SELECT id, slots, created FROM concurrency_lease WHERE id IN ({_marks(lease_ids)})", lease_ids
     if expired_only:  # a renewal that committed meanwhile keeps its lease
-        query = query.where(ConcurrencyLease.expires < now)
+        sql, params = sql + " AND expires < ?", [*lease_ids, _to_db_time(now)]
     if dbmod.is_postgres():
-        query = query.for_update()
-    leases = list(query.dicts())
+        sql += " FOR UPDATE"
+    leases = [{"id": i, "slots": n, "created": _from_db_time(c)} for i, n, c in _sql(sql, params).fetchall()]
     if not leases:
         return []
     touched = {}
@@ -316,7 +375,7 @@ def _drop_leases(lease_ids, held, locked_by_id, now, *, expired_only: bool) -> l
                 _release_slots(row, lease["slots"], occupancy)
                 touched[limit_id] = row
     dropped = [lease["id"] for lease in leases]
-    ConcurrencyLease.delete().where(ConcurrencyLease.id.in_(dropped)).execute()
+    _sql(f"DELETE FROM concurrency_lease WHERE id IN ({_marks(dropped)})", dropped)  # cascades to lease limits
     _save(touched.values(), now)
     return dropped
 
@@ -330,15 +389,21 @@ def release_leases(
     now = now or utcnow()
     first = _limits_of(lease_ids)
     limit_ids = {lid for ids in first.values() for lid in ids} | set(also_lock)
-    locked = {r["id"]: r for r in _lock(ConcurrencyLimit.id.in_(list(limit_ids)), now)} if limit_ids else {}
+    locked = {r["id"]: r for r in _lock_in("id", limit_ids, now)}
     held = _limits_of(lease_ids) if dbmod.is_postgres() else first
     return _drop_leases(lease_ids, held, locked, now, expired_only=expired_only), locked
 
 
 def release_lease(lease_id: str, now: dt.datetime | None = None) -> bool:
     """``decrement-with-lease``: give back the lease's slots; an unknown lease is a no-op."""
-    dropped, _ = release_leases([lease_id], now)
-    return bool(dropped)
+    return release_lease_freeing(lease_id, now) is not None
+
+
+def release_lease_freeing(lease_id: str, now: dt.datetime | None = None) -> list[str] | None:
+    """``release_lease`` answering the names of the limits that got slots back (to wake
+    acquisitions waiting on them), or None when there was no such lease."""
+    dropped, locked = release_leases([lease_id], now)
+    return [row["name"] for row in locked.values()] if dropped else None
 
 
 def renew_lease(lease_id: str, seconds: float, now: dt.datetime | None = None) -> bool:
@@ -354,7 +419,7 @@ def renew_lease(lease_id: str, seconds: float, now: dt.datetime | None = None) -
 def decrement(names: list[str], slots: int, occupancy_seconds: float | None = None, now=None) -> list[dict]:
     """Leaseless release (``/v2/concurrency_limits/decrement``) of the active named limits."""
     now = now or utcnow()
-    rows = _lock(ConcurrencyLimit.name.in_(list(set(names))), now)
+    rows = _lock_in("name", set(names), now)
     active = [r for r in rows if r["active"]]
     for row in active:
         _release_slots(row, slots, occupancy_seconds)

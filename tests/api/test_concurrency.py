@@ -6,14 +6,29 @@ arithmetic itself is covered in tests/db/test_concurrency.py.
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 
+import falcon.testing
 import pytest
 
+from api import state
 from db.models_concurrency import ConcurrencyLease, ConcurrencyLimit
 
 V2 = "/api/v2/concurrency_limits"
 V1 = "/api/concurrency_limits"
+
+
+@pytest.fixture(autouse=True)
+def answer_full_limits_at_once(client):
+    """Most tests here check Prefect's own answers to a full limit: no waiting at the server
+    (the tests of that wait set their own window)."""
+    state.settings = state.settings.model_copy(update={"concurrency_queue_seconds": 0.0})
+
+
+def queue_window(seconds: float) -> None:
+    state.settings = state.settings.model_copy(update={"concurrency_queue_seconds": seconds})
 
 
 def make(client, name="gcl", limit=2, **extra):
@@ -197,3 +212,72 @@ def test_v1_delete_answers_200_null_then_404(client):
     assert missing.status_code == 404 and missing.json == {"detail": "Concurrency limit not found"}
     assert client.simulate_delete(f"{V1}/{made['id']}").status_code == 404
     assert client.simulate_post(f"{V1}/tag/gone/reset", json={}).status_code == 404
+
+
+# --- a full limit is waited on at the server (api.slot_waiters) -------------------------------
+
+
+def _body(names):
+    return {"names": names, "slots": 1, "mode": "concurrency", "lease_duration": 60}
+
+
+def test_a_waiting_acquisition_is_granted_when_a_slot_is_released(client):
+    make(client, "queued", 1)
+    queue_window(5.0)
+    held = acquire(client, ["queued"]).json["lease_id"]
+
+    async def scenario():
+        async with falcon.testing.ASGIConductor(client.app) as conductor:
+            waiting = asyncio.ensure_future(conductor.simulate_post(f"{V2}/increment-with-lease", json=_body(["queued"])))
+            await asyncio.sleep(0.3)
+            assert not waiting.done()  # parked, not refused
+            started = time.monotonic()
+            released = await conductor.simulate_post(f"{V2}/decrement-with-lease", json={"lease_id": held})
+            assert released.status_code == 204
+            granted = await waiting
+            return granted, time.monotonic() - started
+
+    granted, after_release = asyncio.run(scenario())
+    assert granted.status_code == 200 and granted.json["lease_id"] != held
+    assert after_release < 0.4  # woken by the release, not by the poll
+    row = ConcurrencyLimit.get(ConcurrencyLimit.name == "queued")
+    assert row.active_slots == 1 and row.denied_slots == 0  # nobody was refused
+
+
+def test_past_the_window_it_is_423_with_retry_after_and_the_denial_counted(client):
+    make(client, "busy", 1)
+    queue_window(0.4)
+    assert acquire(client, ["busy"]).status_code == 200
+    started = time.monotonic()
+    refused = acquire(client, ["busy"])
+    waited = time.monotonic() - started
+    assert refused.status_code == 423 and float(refused.headers["Retry-After"]) > 0
+    assert 0.4 <= waited < 2.0
+    assert ConcurrencyLimit.get(ConcurrencyLimit.name == "busy").denied_slots == 1
+
+
+def test_a_release_elsewhere_is_seen_by_the_poll(client):
+    """A slot freed without this process's wake-up (another replica; here a direct write)."""
+    from db import concurrency, database
+
+    make(client, "elsewhere", 1)
+    queue_window(5.0)
+    held = acquire(client, ["elsewhere"]).json["lease_id"]
+
+    async def release_then_wait():
+        async with falcon.testing.ASGIConductor(client.app) as conductor:
+            waiting = asyncio.ensure_future(conductor.simulate_post(f"{V2}/increment-with-lease", json=_body(["elsewhere"])))
+            await asyncio.sleep(0.2)
+
+            def release_directly():
+                with database.write_tx():
+                    concurrency.release_lease(held)
+
+            await asyncio.to_thread(database._connected, release_directly)
+            started = time.monotonic()
+            granted = await waiting
+            return granted, time.monotonic() - started
+
+    granted, waited = asyncio.run(release_then_wait())
+    assert granted.status_code == 200
+    assert waited < 1.5  # the poll interval, not the whole window
