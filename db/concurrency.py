@@ -324,13 +324,14 @@ def _free_expired_of(locked: list[dict], now: dt.datetime) -> bool:
     no lock is taken out of name order); leases spanning other limits wait for the sweeper.
     Updates the ``locked`` rows in place. True when some lease was released."""
     by_id = {r["id"]: r for r in locked}
-    candidates = (
-        ConcurrencyLeaseLimit.select(ConcurrencyLeaseLimit.lease)
-        .join(ConcurrencyLease)
-        .where(ConcurrencyLeaseLimit.limit.in_(list(by_id)) & (ConcurrencyLease.expires < now))
-        .limit(SWEEP_BATCH)
-    )
-    lease_ids = list({r.lease_id for r in candidates})
+    if not by_id:
+        return False
+    candidates = _sql(
+        "SELECT ll.lease_id FROM concurrency_lease_limit ll JOIN concurrency_lease l ON l.id = ll.lease_id "
+        f"WHERE ll.limit_id IN ({_marks(by_id)}) AND l.expires < ? LIMIT {SWEEP_BATCH}",
+        [*by_id, _to_db_time(now)],
+    ).fetchall()
+    lease_ids = list({r[0] for r in candidates})
     if not lease_ids:
         return False
     held = _limits_of(lease_ids)
