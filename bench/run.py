@@ -262,6 +262,7 @@ def scheduler(runner: Runner, prefect: Server, ours: Server, quick: bool) -> Non
     pair = runner.pair("worker", servers, lambda s: script + [
         "worker", "--url", s.url, "--label", s.name, "--runs", "4" if quick else "10"])
     runner.row("process worker", "runs started/s", pair, "runs_started_per_second", "higher", 10)
+    runner.row("process worker", "s until every run COMPLETED", pair, "total_seconds", "lower", None)
 
 
 def boot(runner: Runner, prefect: Server, ours: Server, quick: bool) -> None:
@@ -284,6 +285,8 @@ def boot(runner: Runner, prefect: Server, ours: Server, quick: bool) -> None:
 def verdict(prefect, ours, better, target) -> tuple[str, str]:
     if prefect is None or ours is None or not isinstance(prefect, int | float) or not isinstance(ours, int | float):
         return "", ""
+    if prefect == 0:
+        return ("same" if ours == 0 else ""), ""
     if better == "higher":
         ratio = ours / prefect if prefect else float("inf")
         shown = f"{ratio:.1f}x"
