@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from typing import TYPE_CHECKING
 
 from appliance.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet, MultiFernet
 
 KEY_FILE = "secret.key"
 MAKE_ONE = (
@@ -30,6 +32,13 @@ class KeyError_(RuntimeError):
 
 _settings: Settings | None = None
 _cipher: MultiFernet | None = None
+
+
+def _fernet():
+    # Imported on first use (~8 MiB): an API worker needs it only once a block is read or written.
+    from cryptography import fernet
+
+    return fernet
 
 
 def configure(settings: Settings) -> None:
@@ -52,7 +61,7 @@ def _parse(keys: str, where: str) -> list[Fernet]:
         if not key:
             continue
         try:
-            parsed.append(Fernet(key.encode()))
+            parsed.append(_fernet().Fernet(key.encode()))
         except (ValueError, TypeError):
             raise KeyError_(f"{where} is not a valid Fernet key (32 url-safe base64-encoded bytes); {MAKE_ONE}") from None
     if not parsed:
@@ -70,7 +79,7 @@ def _read_or_create_key_file(path: Path) -> str:
             pass
         else:
             with os.fdopen(fd, "w") as handle:
-                handle.write(Fernet.generate_key().decode() + "\n")
+                handle.write(generate_key() + "\n")
     return path.read_text().strip()
 
 
@@ -94,7 +103,7 @@ def load_keys(settings: Settings, *, create: bool = True) -> list[Fernet]:
 def cipher() -> MultiFernet:
     global _cipher
     if _cipher is None:
-        _cipher = MultiFernet(load_keys(_current()))
+        _cipher = _fernet().MultiFernet(load_keys(_current()))
     return _cipher
 
 
@@ -105,7 +114,7 @@ def encrypt(plaintext: bytes) -> str:
 def decrypt(token: str) -> bytes:
     try:
         return cipher().decrypt(token.encode())
-    except InvalidToken:
+    except _fernet().InvalidToken:
         raise KeyError_(
             "the encryption key does not decrypt the stored block documents: APPLIANCE_SECRET_KEY (or the key "
             "file) is not the key they were written with"
@@ -113,4 +122,4 @@ def decrypt(token: str) -> bytes:
 
 
 def generate_key() -> str:
-    return Fernet.generate_key().decode()
+    return _fernet().Fernet.generate_key().decode()
