@@ -468,14 +468,15 @@ def register_catalogue() -> int:
     changed = 0
     now = utcnow()
     type_ids = {}
+    # Two reads up front, compared in memory: this runs at every boot, mostly changing nothing.
+    types = list(BlockType.select().dicts())
+    by_slug, by_name = {r["slug"]: r for r in types}, {r["name"]: r for r in types}
+    schemas = set(BlockSchema.select(BlockSchema.checksum, BlockSchema.version).tuples())
     for entry in catalogue()["block_types"]:
         values = {k: entry[k] for k in ("name", "slug", "logo_url", "documentation_url", "description", "code_example")}
         values["is_protected"] = entry.get("is_protected", True)
-        row = read_block_type_by_slug(entry["slug"])
-        if row is None:
-            clash = BlockType.select().where(BlockType.name == entry["name"]).dicts().first()
-            if clash is not None:  # a user type squatting the name: the built-in takes it over
-                row = clash
+        # Else a user type squatting the name: the built-in takes it over.
+        row = by_slug.get(entry["slug"]) or by_name.get(entry["name"])
         if row is None:
             type_ids[entry["slug"]] = new_id()
             BlockType.insert(id=type_ids[entry["slug"]], created=now, updated=now, **values).execute()
@@ -486,7 +487,7 @@ def register_catalogue() -> int:
                 BlockType.update(values, updated=now).where(BlockType.id == row["id"]).execute()
                 changed += 1
     for entry in catalogue()["block_schemas"]:
-        if read_block_schema_by_checksum(entry["checksum"], entry["version"]) is None:
+        if (entry["checksum"], entry["version"]) not in schemas:
             BlockSchema.insert(
                 id=new_id(), created=now, updated=now, checksum=entry["checksum"], fields=entry["fields"],
                 capabilities=entry["capabilities"], version=entry["version"],
