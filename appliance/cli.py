@@ -229,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen = ssub.add_parser("generate-key", help="print a new Fernet key (for APPLIANCE_SECRET_KEY)")
     gen.set_defaults(func=cmd_secrets_generate_key)
     rotate = ssub.add_parser("rotate-key", help="re-encrypt every block document with a new key, in one transaction")
-    rotate.add_argument("--new-key", help="the new Fernet key (default: a generated one, printed)")
+    rotate.add_argument("--new-key", help="the new Fernet key, as --new-key=KEY (a key may start with -); "
+                        "default: a generated one, printed")
     rotate.set_defaults(func=cmd_secrets_rotate_key)
 
     notifier = sub.add_parser("notifier", help="run the notification sidecar")

@@ -72,7 +72,8 @@ def test_rotate_key_cli_reencrypts_every_row(keyed, tmp_home):
     before = BlockDocument.get_by_id(doc_id).data
     env = support.appliance_env(url, tmp_home, APPLIANCE_SECRET_KEY=old_key)
     new_key = Fernet.generate_key().decode()
-    result = support.run_cli(["secrets", "rotate-key", "--new-key", new_key], env)
+    # "=" form: a generated key may start with "-", which argparse would take for an option.
+    result = support.run_cli(["secrets", "rotate-key", f"--new-key={new_key}"], env)
     assert result.returncode == 0, result.stderr
     assert f"APPLIANCE_SECRET_KEY={new_key}" in result.stdout and "re-encrypted 1" in result.stdout
     after = BlockDocument.get_by_id(doc_id).data
