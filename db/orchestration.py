@@ -337,6 +337,14 @@ def protect_persisted_completed(ctx: Context) -> Decision | None:
 
 
 # --- task-run rules (REST set_state only; 3.8.8 engines orchestrate tasks client-side) ---
+# Prefect's CoreTaskPolicy. db.runs puts the parent flow run (id, state, run_count) on
+# ``run["__flow_run"]`` when a task proposes RUNNING. Not implemented: cache retrieval and
+# insertion, tag concurrency slots, retry jitter.
+
+
+def _task_run_count(ctx: Context) -> int:
+    """The run count the rules see: 0 once the task is leaving a terminal state."""
+    return 0 if ctx.policy_updates.get("__reset_run_count") else ctx.run.get("run_count", 0)
 
 
 def handle_task_terminal_state_transitions(ctx: Context) -> Decision | None:
@@ -344,11 +352,36 @@ def handle_task_terminal_state_transitions(ctx: Context) -> Decision | None:
     if current is None or current["type"] not in TERMINAL:
         return None
     if proposed["type"] in ("CANCELLING", "PAUSED", "CRASHED"):
-        return Decision(ABORT, f"Run is already in terminal state {current['type']}.")
-    if current["type"] == "COMPLETED" and has_persisted_result(current.get("data")) and proposed["type"] not in TERMINAL:
+        return Decision(ABORT, f"Run is already {current['type']}.")
+    if current["type"] == "COMPLETED" and has_persisted_result(current.get("data")):
         return Decision(REJECT, "This run is already completed.")
     if proposed["type"] not in TERMINAL:
-        ctx.policy_updates["__reset_run_count"] = True
+        ctx.policy_updates["__reset_run_count"] = True  # restart the task's retries
+    flow_run = ctx.run.get("__flow_run")
+    if proposed["type"] == "RUNNING" and flow_run is not None:
+        if (ctx.run.get("flow_run_run_count") or 0) < (flow_run.get("run_count") or 0):
+            proposed["name"] = "Retrying"  # rerun by a retry of its flow
+    return None
+
+
+def prevent_running_tasks_from_stopped_flows(ctx: Context) -> Decision | None:
+    """A task may only start while its flow run is running (a paused flow parks it)."""
+    flow_run = ctx.run.get("__flow_run")
+    if ctx.proposed["type"] != "RUNNING" or flow_run is None:
+        return None
+    flow_state = flow_run.get("state")
+    if flow_state is not None and flow_state["type"] == "PAUSED":
+        details = _details(flow_state)
+        paused = new_state(
+            "PAUSED",
+            "NotReady",
+            details={"pause_timeout": details.get("pause_timeout"), "pause_reschedule": bool(details.get("pause_reschedule"))},
+        )
+        return Decision(
+            REJECT, f"The flow is paused, new tasks can execute after resuming flow run: {flow_run['id']}.", state=paused
+        )
+    if flow_state is None or flow_state["type"] != "RUNNING":
+        return Decision(ABORT, "The enclosing flow must be running to begin task execution.")
     return None
 
 
@@ -379,18 +412,14 @@ def retry_failed_tasks(ctx: Context) -> Decision | None:
 
 
 def rename_reruns(ctx: Context) -> Decision | None:
-    if ctx.proposed["type"] == "RUNNING" and ctx.run.get("run_count", 0) > 0:
-        if ctx.current and ctx.current["name"] == "AwaitingRetry":
-            ctx.proposed["name"] = "Retrying"
-        elif ctx.proposed["name"] == "Running":
-            ctx.proposed["name"] = "Rerunning"
+    if ctx.current and ctx.proposed["type"] == "RUNNING" and _task_run_count(ctx) > 0:
+        ctx.proposed["name"] = "Retrying" if ctx.current["name"] == "AwaitingRetry" else "Rerunning"
     return None
 
 
 TASK_RULES = [
     handle_task_terminal_state_transitions,
-    enforce_cancelling_to_cancelled,
-    prevent_pending_transitions,
+    prevent_running_tasks_from_stopped_flows,
     copy_scheduled_time,
     wait_for_scheduled_time,
     retry_failed_tasks,

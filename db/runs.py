@@ -50,8 +50,8 @@ FLOW_RUN_POLICY_DEFAULTS = {
 TASK_RUN_POLICY_DEFAULTS = {
     "max_retries": 0,
     "retry_delay_seconds": 0.0,
-    "retries": 0,
-    "retry_delay": 0,
+    "retries": None,
+    "retry_delay": None,
     "retry_jitter_factor": None,
 }
 
@@ -503,7 +503,18 @@ def set_task_run_state(task_run_id: str, proposal: dict, force: bool = False) ->
     now = utcnow()
     proposed = state_from_proposal(proposal)
     ctx = Context(run=task, current=task.get("state"), proposed=proposed, now=now)
-    decision = Decision(ACCEPT) if force else orchestrate(ctx, TASK_RULES)
+    if force:
+        decision = Decision(ACCEPT)
+    else:
+        if proposed["type"] == "RUNNING" and task.get("flow_run_id"):
+            task["__flow_run"] = (
+                FlowRun.select(FlowRun.id, FlowRun.state, FlowRun.run_count)
+                .where(FlowRun.id == task["flow_run_id"])
+                .dicts()
+                .first()
+            )
+        decision = orchestrate(ctx, TASK_RULES)
+        task.pop("__flow_run", None)
     return _apply_decision(task, ctx, decision, now, _write_task_run_state)
 
 

@@ -100,9 +100,6 @@ def scheduled_time(state: dict | None) -> dt.datetime | None:
 
 
 def has_persisted_result(data) -> bool:
-    """A state's data is a persisted result record (not null, not {"type": "unpersisted"})."""
-    if not data:
-        return False
-    if isinstance(data, dict) and data.get("type") == "unpersisted":
-        return False
-    return True
+    """A state's data is a persisted result record: a non-empty object whose ``type`` is not
+    "unpersisted" (Prefect's ``_has_persisted_result``; null, ``{}`` and non-object data are not)."""
+    return isinstance(data, dict) and bool(data) and data.get("type") != "unpersisted"
