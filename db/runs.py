@@ -304,9 +304,12 @@ def _bookkeeping(run: dict, previous: dict | None, state: dict, *, is_flow: bool
         if not (is_flow and policy.get("resuming")):
             changes["run_count"] = (run.get("run_count") or 0) + 1
     if state["type"] in TERMINAL:
-        changes["end_time"] = ts
-        if run.get("start_time") is None and changes.get("start_time") is None and prev_type == "RUNNING":
-            changes["start_time"] = ts
+        # The first terminal state ends the run (a later terminal -> terminal keeps it); a
+        # run that ends without ever running starts and ends at the same instant.
+        if run.get("end_time") is None:
+            changes["end_time"] = ts
+            if run.get("start_time") is None and "start_time" not in changes:
+                changes["start_time"] = ts
     elif prev_type in TERMINAL:
         changes["end_time"] = None
     if prev_type == "RUNNING" and previous.get("timestamp"):
