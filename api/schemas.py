@@ -237,6 +237,9 @@ class ArtifactUpdate(Body):
     _metadata = field_validator("metadata_")(_truncate_metadata)
 
 
+MAX_INTERVAL_SECONDS = dt.timedelta.max.total_seconds()
+
+
 class HistoryRequest(Body):
     history_start: UTCDatetime
     history_end: UTCDatetime
@@ -249,6 +252,8 @@ class HistoryRequest(Body):
             value = _duration_seconds(self.history_interval)
         if value is None:
             raise ValueError("history_interval_seconds is required")
+        if not value < MAX_INTERVAL_SECONDS:
+            raise ValueError("History interval is too large.")
         return float(value)
 
 

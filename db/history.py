@@ -15,9 +15,13 @@ def history(rows, start: dt.datetime, end: dt.datetime, interval_seconds: float)
     step = dt.timedelta(seconds=interval_seconds)
     buckets = []
     cursor = start
-    while cursor <= end and len(buckets) < MAX_INTERVALS:
-        buckets.append((cursor, cursor + step, {}))
-        cursor += step
+    while cursor < end and len(buckets) < MAX_INTERVALS:  # ceil((end - start) / interval) buckets
+        try:
+            upper = cursor + step
+        except OverflowError:  # the last bucket reaches past year 9999
+            upper = dt.datetime.max
+        buckets.append((cursor, upper, {}))
+        cursor = upper
     if not buckets:
         return []
     now = utcnow()
