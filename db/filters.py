@@ -136,8 +136,8 @@ def _scalar_ops(column, kind, ops: dict, path: str):
             parts.append(column.in_(items) if items else NOTHING)
         elif op == "not_any_":
             items = [conv(v, f"{p}.{i}") for i, v in enumerate(_list(value, p))]
-            if items:
-                parts.append(column.is_null() | column.not_in(items))
+            if items:  # SQL NOT IN, as Prefect: rows whose column is NULL do not match
+                parts.append(column.not_in(items))
         elif op == "like_":
             parts.append(column ** f"%{_text(value, p)}%")
         elif op == "startswith_":

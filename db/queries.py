@@ -275,10 +275,11 @@ def _nulls_last_desc(field):
 
 def flow_run_sorts():
     m = FlowRun
+    started = pw.fn.COALESCE(m.start_time, m.expected_start_time)  # Prefect: runs not started yet sort by their expected start
     return {
         "ID_DESC": [m.id.desc()],
-        "START_TIME_ASC": [m.start_time.asc(), m.id.desc()],
-        "START_TIME_DESC": [_nulls_last_desc(m.start_time), m.id.desc()],
+        "START_TIME_ASC": [started.asc(), m.id.desc()],
+        "START_TIME_DESC": [_nulls_last_desc(started), m.id.desc()],
         "EXPECTED_START_TIME_ASC": [m.expected_start_time.asc(), m.id.desc()],
         "EXPECTED_START_TIME_DESC": [_nulls_last_desc(m.expected_start_time), m.id.desc()],
         "NAME_ASC": [m.name.asc(), m.id.desc()],
@@ -396,6 +397,9 @@ FLOW_RUNS.links["work_pools"] = lambda c: FlowRun.work_queue_id.in_(
     WorkQueue.select(WorkQueue.id).where(WorkQueue.work_pool_id.in_(WorkPool.select(WorkPool.id).where(c)))
 )
 FLOW_RUNS.links["work_pool_queues"] = lambda c: FlowRun.work_queue_id.in_(WorkQueue.select(WorkQueue.id).where(c))
+TASK_RUNS.links["deployments"] = lambda c: TaskRun.flow_run_id.in_(
+    FlowRun.select(FlowRun.id).where(FLOW_RUNS.links["deployments"](c))
+)
 FLOWS.links["deployments"] = lambda c: Flow.id.in_(Deployment.select(Deployment.flow_id).where(c))
 FLOWS.links["work_pools"] = lambda c: Flow.id.in_(
     FlowRun.select(FlowRun.flow_id).where(FLOW_RUNS.links["work_pools"](c))
