@@ -12,7 +12,15 @@ import re
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
 
 from db.states import STATE_TYPES, parse_datetime
 
@@ -100,7 +108,21 @@ class SetState(Body):
     force: bool = False
 
 
+def _deprecated_retry_fields(values):
+    """Prefect fills ``retries``/``retry_delay`` from the deprecated ``max_retries``/
+    ``retry_delay_seconds`` when only those are given (older clients)."""
+    if isinstance(values, dict):
+        values = dict(values)
+        if not values.get("retries") and values.get("max_retries", 0) not in (0, None):
+            values["retries"] = values["max_retries"]
+        if not values.get("retry_delay") and values.get("retry_delay_seconds", 0) not in (0, None):
+            values["retry_delay"] = values["retry_delay_seconds"]
+    return values
+
+
 class FlowRunPolicy(Body):
+    _deprecated = model_validator(mode="before")(_deprecated_retry_fields)
+
     max_retries: int | None = None
     retry_delay_seconds: float | None = None
     retries: int | None = None
@@ -157,6 +179,8 @@ class FlowRunUpdate(Body):
 
 
 class TaskRunPolicy(Body):
+    _deprecated = model_validator(mode="before")(_deprecated_retry_fields)
+
     max_retries: int | None = None
     retry_delay_seconds: float | None = None
     retries: int | None = None
