@@ -58,7 +58,7 @@ class UTCDateTime(peewee.DateTimeField):
         if isinstance(value, dt.datetime):
             if value.tzinfo is not None:
                 value = value.astimezone(dt.UTC).replace(tzinfo=None)
-            return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+            return value.isoformat(sep=" ", timespec="microseconds")  # 4-digit years, unlike strftime
         return value
 
     def python_value(self, value):

@@ -53,7 +53,10 @@ def parse_datetime(value) -> dt.datetime | None:
             text = text[:-1] + "+00:00"
         parsed = dt.datetime.fromisoformat(text)
     if parsed is not None and parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+        try:
+            parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 is before year 1 in UTC
+            raise ValueError(f"datetime out of range: {value}") from None
     return parsed
 
 
@@ -61,7 +64,9 @@ def iso(value: dt.datetime | None) -> str | None:
     """Naive-UTC datetime -> '2026-11-21T13:28:57.144766Z' (microseconds always)."""
     if value is None:
         return None
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value.isoformat(timespec="microseconds") + "Z"  # (strftime drops the zero padding of years < 1000)
 
 
 def details_with_defaults(details: dict | None) -> dict:
