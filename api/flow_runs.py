@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from api import shapes
 from api.errors import conflict, invalid, not_found
-from api.http import no_content, read_json, read_model, send
+from api.http import no_content, read_json, read_model, refuse_nul, send
 from api.listing import build_query, count_query, page_body, read_filter_body
 from api.schemas import FlowRunCreate, FlowRunUpdate, HistoryRequest, SetState
 from db import database as db
@@ -69,6 +69,7 @@ class FlowRunLabels:
         labels = await read_json(req)
         if not isinstance(labels, dict):
             raise invalid("", "Input should be a valid dictionary", labels, labels)
+        refuse_nul(labels)
         for key, value in labels.items():
             if not isinstance(value, str | int | float | bool):
                 raise invalid(key, "Label values must be strings, numbers or booleans", value, labels)

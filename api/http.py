@@ -45,10 +45,43 @@ async def read_model(req, model: type[M], default=_MISSING) -> M:
 
 
 def parse(model: type[M], body) -> M:
+    refuse_nul(body)
     try:
         return model.model_validate(body)
     except ValidationError as exc:
         raise from_pydantic(exc, body) from None
+
+
+def _nul_path(value) -> list | None:
+    """Where in a parsed JSON value a string (or key) holds a NUL character, or None."""
+    if isinstance(value, str):
+        return [] if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return [key]
+            path = _nul_path(item)
+            if path is not None:
+                return [key, *path]
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            path = _nul_path(item)
+            if path is not None:
+                return [index, *path]
+    return None
+
+
+def refuse_nul(body) -> None:
+    """422 for a NUL (0x00) character anywhere in a body: PostgreSQL cannot store one in
+    text or JSON, so both backends refuse it up front instead of failing mid-write."""
+    path = _nul_path(body)
+    if path is not None:
+        where = ".".join(str(p) for p in path) or "body"
+        raise ValidationFailed(
+            [{"type": "string_nul", "loc": ["body", *path], "msg": "String should not contain NUL (0x00) characters"}],
+            body,
+            f"{where}: String should not contain NUL (0x00) characters",
+        )
 
 
 def send(resp, body, status: int = 200) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from api.errors import ValidationFailed, invalid
-from api.http import read_json
+from api.http import read_json, refuse_nul
 from db.filters import MAX_LIMIT, FilterError, paging, sort_for, where_for
 
 
@@ -25,6 +25,7 @@ async def read_filter_body(req) -> dict:
         return {}
     if not isinstance(body, dict):
         raise invalid("", "Input should be a valid dictionary", body, body)
+    refuse_nul(body)
     return body
 
 
