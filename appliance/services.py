@@ -41,16 +41,20 @@ def register(name: str, interval_seconds: float):
     return wrap
 
 
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
 async def _loop(service: Service, stop: asyncio.Event) -> None:
     # Spread replicas/workers so they do not all wake at the same instant.
-    await asyncio.sleep(random.uniform(0, min(service.interval_seconds, 2.0)))
+    await _pause(stop, random.uniform(0, min(service.interval_seconds, 2.0)))
     while not stop.is_set():
         try:
             await dbmod.run_write(service.run_once)
         except Exception:  # noqa: BLE001 - a service must outlive a bad pass
             log.exception("service %s failed; retrying in %ss", service.name, service.interval_seconds)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), service.interval_seconds)
+        await _pause(stop, service.interval_seconds)
 
 
 class Runner:
@@ -64,10 +68,15 @@ class Runner:
         for service in services if services is not None else REGISTRY:
             self.tasks.append(asyncio.create_task(_loop(service, self.stop), name=f"service:{service.name}"))
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, grace_seconds: float = 20.0) -> None:
+        """Stop every loop; a pass under way is let finish (its transaction runs in a
+        database thread, which cancelling the task would not stop: it would carry on after
+        shutdown, against whatever database the process has next)."""
         self.stop.set()
-        for task in self.tasks:
-            task.cancel()
+        if self.tasks:
+            _, late = await asyncio.wait(self.tasks, timeout=grace_seconds)
+            for task in late:
+                task.cancel()
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
