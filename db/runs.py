@@ -338,10 +338,12 @@ def _write_flow_run_state(run: dict, previous, state: dict, now, policy_updates:
     details["flow_run_id"] = run["id"]
     if run.get("parent_task_run_id"):
         details["task_run_id"] = run["parent_task_run_id"]
-    policy = dict(run.get("empirical_policy") or {})
-    policy.update(policy_updates or {})
-    changes = _bookkeeping(run, previous, state, is_flow=True, policy=policy)
+    # The run count follows the policy as it was before this transition; the rules' updates
+    # come after (as Prefect's after_transition): resuming a pause counts a run and leaves
+    # ``resuming`` set, so only the RUNNING after a suspension's reschedule is not counted.
+    changes = _bookkeeping(run, previous, state, is_flow=True, policy=dict(run.get("empirical_policy") or {}))
     policy = changes.pop("__policy")
+    policy.update(policy_updates or {})
     frozen = freeze_state(state)
     changes["state"] = frozen
     changes["empirical_policy"] = policy
