@@ -45,7 +45,7 @@ def _storage_timestamp(value) -> str | None:
             parsed = dt.datetime.fromtimestamp(seconds, dt.UTC).replace(tzinfo=None)
         except (OverflowError, OSError, ValueError):
             return None
-        return parsed.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return _stored(parsed)
     if not isinstance(value, str):
         return None
     try:
@@ -55,7 +55,12 @@ def _storage_timestamp(value) -> str | None:
         parsed = parse_datetime(value)
     except ValueError:
         return None
-    return parsed.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return _stored(parsed)
+
+
+def _stored(value: dt.datetime) -> str:
+    # As db.fields.UTCDateTime writes it (isoformat keeps four-digit years; strftime does not).
+    return value.isoformat(sep=" ", timespec="microseconds")
 
 
 def _level(value) -> int | None:
@@ -93,7 +98,7 @@ def validate_logs(items) -> list[tuple]:
         raise LogInvalid(-1, "", "Input should be a valid list", items)
     if len(items) > MAX_BATCH:
         raise LogInvalid(-1, "", f"At most {MAX_BATCH} logs per request", len(items))
-    now = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")
+    now = _stored(utcnow())
     rows = []
     seen: dict = {}
     ids = _batch_ids(len(items))
@@ -109,6 +114,9 @@ def validate_logs(items) -> list[tuple]:
             raise LogInvalid(i, "level", "Field required" if raw is None else "Input should be a valid integer", raw)
         if not isinstance(message, str):
             raise LogInvalid(i, "message", "Field required" if message is None else "Input should be a valid string", message)
+        if "\x00" in message or "\x00" in name:  # PostgreSQL cannot store NUL: refused on both backends
+            field = "message" if "\x00" in message else "name"
+            raise LogInvalid(i, field, "String should not contain NUL (0x00) characters", item[field])
         timestamp = _storage_timestamp(item.get("timestamp"))
         if timestamp is None:
             raise LogInvalid(i, "timestamp", "Input should be a valid datetime", item.get("timestamp"))

@@ -64,6 +64,15 @@ def test_timestamp_forms_are_normalised_to_utc(client):
     }
 
 
+def test_years_before_1000_keep_their_order(client):
+    run = str(uuid.uuid4())
+    post_logs(client, [log("late", ts="2026-01-01T00:00:00Z", flow_run_id=run),
+                       log("early", ts="0999-12-31T23:59:59Z", flow_run_id=run)])
+    rows = read_logs(client, {"sort": "TIMESTAMP_ASC"})
+    assert [(r["message"], r["timestamp"]) for r in rows] == [
+        ("early", "0999-12-31T23:59:59.000000Z"), ("late", "2026-01-01T00:00:00.000000Z")]
+
+
 def test_lenient_numbers_as_pydantic_accepts_them(client):
     run = str(uuid.uuid4())
     post_logs(
@@ -197,6 +206,8 @@ def test_bad_batches_are_422_and_write_nothing(client):
         ([good, log("m", level=True)], [1, "level"]),
         ([good, log("m", level=20.5)], [1, "level"]),
         ([good, 7], [1]),
+        ([good, log("nul \x00 inside")], [1, "message"]),  # PostgreSQL cannot store NUL
+        ([good, log("m", name="a\x00b")], [1, "name"]),
     ]
     for body, loc in cases:
         resp = client.simulate_post("/api/logs/", json=body)
