@@ -42,6 +42,33 @@ db-status:
 
 # --- ops ---
 
+image_version := `sed -n 's/^version = "\(.*\)"$/\1/p' pyproject.toml`
+
+# Build the image (needs a Docker engine), tagged as the chart expects it
+image TAG=("ghcr.io/example/appliance:" + image_version):
+    docker build --build-arg VERSION={{image_version}} -t {{TAG}} .
+
+# Lint the Dockerfile: hadolint fails on warnings, a missing HEALTHCHECK among them (.hadolint.yaml)
+image-lint:
+    {{venv}}/bin/hadolint --config .hadolint.yaml Dockerfile
+
+# `helm lint --strict` for each database mode, and the strict values schema (Helm 4's engine, offline)
+chart-lint:
+    {{py}} -m pytest -q tests/ops/test_chart.py -k "lint or schema"
+
+# Render the chart for each database mode and check the manifests
+chart-test:
+    {{py}} -m pytest -q tests/ops/test_chart.py
+
+# yamllint and ansible-lint (profile production, offline) over ops/
+playbooks-lint:
+    {{venv}}/bin/yamllint -c ops/.yamllint.yml ops
+    cd ops && ../{{venv}}/bin/ansible-lint
+
+# The playbooks for real against localhost and the PostgreSQL on 127.0.0.1:5432 (a throw-away database)
+playbooks-test:
+    {{py}} -m pytest -q tests/ops/test_playbooks.py
+
 # --- bench ---
 
 # Scheduler, worker-polling and worker-start benchmarks against URL (any Prefect 3 API);
