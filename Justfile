@@ -71,6 +71,24 @@ playbooks-test:
 
 # --- bench ---
 
+# ARGS: `--backend postgres`, `--suites core,lease`, `--quick` (a smoke run). About 30 minutes.
+# The appliance and the real Prefect 3.8.8 server side by side in one run: one table of ratios and targets
+bench *ARGS:
+    {{py}} bench/run.py {{ARGS}}
+
+# The same on fresh PostgreSQL databases (127.0.0.1:5432)
+bench-postgres *ARGS:
+    {{py}} bench/run.py --backend postgres {{ARGS}}
+
+# Lease acquire+release cycles/s against URL (any Prefect 3 API), 16 and 50 clients, limit 5
+bench-leases URL:
+    {{py}} bench/lease_bench.py --url {{URL}} -c 16 --cycles 400 --hold 0.01
+    {{py}} bench/lease_bench.py --url {{URL}} -c 50 --cycles 400 --hold 0.01
+
+# Notification latency/throughput against URL (the appliance needs `appliance notifier` running)
+bench-notify URL:
+    {{py}} bench/notify_compare.py --url {{URL}} --notifications 1000
+
 # Scheduler, worker-polling and worker-start benchmarks against URL (any Prefect 3 API);
 # one JSON line each. E.g. `just bench-scheduler http://127.0.0.1:4200/api`
 bench-scheduler URL LABEL="":
