@@ -14,6 +14,7 @@ from pathlib import Path
 from db import database as dbmod
 from db import runs
 from db.models_notifications import Notification
+from tests import support
 from tests.notifier.helpers import failing_run, new_block, policy
 
 SCRIPT = Path(__file__).parent / "scripts" / "run_notifier.py"
@@ -29,6 +30,8 @@ def start(database_url, home, blocks, *args, **env):
         "APPLIANCE_NOTIFIER_POLL_INTERVAL": "0.05",
         "APPLIANCE_TEST_BLOCKS_FILE": str(blocks_file),
         "APPLIANCE_LOG_LEVEL": "warning",
+        # PostgreSQL start-up requires the key (several processes must share one).
+        "APPLIANCE_SECRET_KEY": support.TEST_SECRET_KEY,
         **env,
     }
     return subprocess.Popen([sys.executable, str(SCRIPT), *args], env=full, cwd=Path(__file__).parents[2],
@@ -92,7 +95,8 @@ def test_two_notifiers_500_each_once(migrated, blocks, fast_settings, receiver, 
 
 
 def test_check_follows_heartbeat(migrated, blocks, fast_settings, tmp_home):
-    env = {**os.environ, "APPLIANCE_DATABASE_URL": migrated, "APPLIANCE_HOME": str(tmp_home)}
+    env = {**os.environ, "APPLIANCE_DATABASE_URL": migrated, "APPLIANCE_HOME": str(tmp_home),
+           "APPLIANCE_SECRET_KEY": support.TEST_SECRET_KEY}
     cli = [sys.executable, "-m", "appliance.cli", "notifier", "--check"]
     assert subprocess.run(cli, env=env, capture_output=True).returncode == 1
     proc = start(migrated, tmp_home, blocks)
