@@ -61,7 +61,9 @@ def make_database(url: str, *, busy_timeout_ms: int = 30000) -> peewee.Database:
                 "foreign_keys": 1,
                 "synchronous": "normal",
                 "busy_timeout": busy_timeout_ms,
-                "cache_size": -16000,
+                # 4 MB per connection (8 readers + the writer): W4 reads on 20k runs are as fast as
+                # with 16 MB, and memory stays flat as the database grows (16 MB: +50 MiB after W4).
+                "cache_size": -4000,
             },
             check_same_thread=False,
         )
