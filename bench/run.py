@@ -148,12 +148,17 @@ def make_servers(workdir: Path, backend: str) -> tuple[Server, Server, list[str]
 
 
 class Runner:
-    def __init__(self, args, workdir: Path, outdir: Path):
+    def __init__(self, args, workdir: Path, outdir: Path, replay: dict | None = None):
         self.args, self.workdir, self.outdir = args, workdir, outdir
         self.results: list[dict] = []
         self.rows: list[tuple] = []  # (benchmark, metric, prefect, ours, better, target)
+        self.replay = replay  # {(bench, target): line} of an earlier run: tabulate, run nothing
 
     def run(self, name: str, label: str, command: list[str], timeout: float = 3600) -> dict:
+        if self.replay is not None:
+            line = self.replay.get((name, label), {"ok": False, "error": "not in the replayed run", "bench": name})
+            self.results.append(line)
+            return line
         log(f"[{datetime.now(UTC):%H:%M:%S}] {name} / {label}: {shlex.join(command[1:])}")
         try:
             proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
@@ -181,6 +186,8 @@ class Runner:
             value = line.get("results", line)
             for key in path.split("."):
                 value = value.get(key) if isinstance(value, dict) else None
+            if value is None and path.startswith("retries.") and line.get("ok"):
+                return 0  # no retry of that kind
             return value
 
         self.rows.append((bench, metric, pick(pair["prefect"]), pick(pair["appliance"]), better, target, note,
@@ -311,10 +318,12 @@ def fmt(value) -> str:
 def table(rows, backend: str) -> str:
     head = f"| benchmark ({backend}) | metric | Prefect 3.8.8 | appliance | ratio | target |\n|---|---|---|---|---|---|"
     lines = [head]
+    previous = None
     for bench, metric, prefect, ours, better, target, note, pline, oline in rows:
         ratio, want = verdict(prefect, ours, better, target)
-        notes = "; ".join(filter(None, [note, retries_note(pline) and f"Prefect {retries_note(pline)}",
-                                        retries_note(oline) and f"appliance {retries_note(oline)}"]))
+        first_of_pair, previous = pline is not previous, pline  # retries noted once per benchmark run
+        notes = "; ".join(filter(None, [note, first_of_pair and retries_note(pline) and f"Prefect {retries_note(pline)}",
+                                        first_of_pair and retries_note(oline) and f"appliance {retries_note(oline)}"]))
         lines.append(f"| {bench} | {metric} | {fmt(prefect)} | {fmt(ours)} | {ratio} | {want}{' — ' + notes if notes else ''} |")
     return "\n".join(lines)
 
@@ -324,6 +333,7 @@ def main(argv=None) -> int:
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--suites", default=",".join(SUITES), help=f"comma-separated, of {', '.join(SUITES)}")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of the harness")
+    parser.add_argument("--replay", type=Path, help="a results.jsonl of an earlier run: print its table, run nothing")
     parser.add_argument("--loadgen", type=Path,
                         default=Path(os.environ.get("APPLIANCE_LOADGEN", REPO.parent / "shared" / "bench" / "loadgen.py")))
     args = parser.parse_args(argv)
@@ -333,6 +343,8 @@ def main(argv=None) -> int:
         parser.error(f"unknown suites: {', '.join(sorted(unknown))}")
     if "core" in suites and not args.loadgen.exists():
         parser.error(f"no load generator at {args.loadgen} (set APPLIANCE_LOADGEN)")
+    if args.replay:
+        return replay(args, suites)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     outdir = REPO / ".bench" / f"{stamp}-{args.backend}"
     outdir.mkdir(parents=True)
@@ -355,14 +367,31 @@ def main(argv=None) -> int:
         for db in drop:
             pg_admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         shutil.rmtree(workdir, ignore_errors=True)
-    cores = os.cpu_count()
-    header = (f"{datetime.now(UTC):%Y-%m-%d}, {cores}-core machine, {args.backend}, load generator on the same "
-              f"machine{', QUICK sizes (not figures)' if args.quick else ''}")
-    text = f"{header}\n\n{table(runner.rows, args.backend)}\n"
-    (outdir / "table.md").write_text(text)
-    print(text)
+    print(render(runner, args, outdir))
     log(f"raw lines: {outdir / 'results.jsonl'}")
     return 0 if all(r.get("ok") for r in runner.results) else 1
+
+
+def render(runner: Runner, args, outdir: Path) -> str:
+    header = (f"{datetime.now(UTC):%Y-%m-%d}, {os.cpu_count()}-core machine, {args.backend}, load generator on the "
+              f"same machine{', QUICK sizes (not figures)' if args.quick else ''}")
+    text = f"{header}\n\n{table(runner.rows, args.backend)}\n"
+    (outdir / "table.md").write_text(text)
+    return text
+
+
+def replay(args, suites: list[str]) -> int:
+    """The table of an earlier run's results.jsonl (e.g. one cut short), for the given suites."""
+    lines = [json.loads(x) for x in args.replay.read_text().splitlines() if x.strip()]
+    recorded = {(line["bench"], line["target"]): line for line in lines}
+    workdir = Path(tempfile.mkdtemp(prefix="appliance-bench-replay-"))
+    prefect, ours, _ = make_servers(workdir, "sqlite")  # commands only: nothing is started
+    runner = Runner(args, workdir, args.replay.parent, replay=recorded)
+    for suite in suites:
+        globals()[suite](runner, prefect, ours, args.quick)
+    shutil.rmtree(workdir, ignore_errors=True)
+    print(render(runner, args, args.replay.parent))
+    return 0
 
 
 if __name__ == "__main__":
