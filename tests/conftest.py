@@ -41,14 +41,37 @@ def database_url(request, tmp_home):
         support.drop_pg_database(name)
 
 
-@pytest.fixture
-def migrated(database_url):
-    """The process-wide database pointed at a fresh, migrated database."""
+@pytest.fixture(scope="session")
+def migrated_templates(tmp_path_factory):
+    """One migrated database per backend, made once per session: each test's `migrated`
+    database is a copy of it (a file copy; PostgreSQL's CREATE DATABASE … TEMPLATE), which
+    costs a fraction of migrating afresh. The migrations themselves are tested on empty
+    databases (tests/db/test_migrations.py)."""
     from db import database as dbmod
     from db import migrate
 
+    sqlite_file = tmp_path_factory.mktemp("template") / "template.db"
+    name, url = support.create_pg_database("appliance_template")
+    for target in (f"sqlite:///{sqlite_file}", url):
+        dbmod.init(target)
+        migrate.upgrade()
+        dbmod.close_all()  # the last connection: SQLite folds its WAL back into the file
+    yield {"sqlite": sqlite_file, "postgres": name}
+    support.drop_pg_database(name)
+
+
+@pytest.fixture
+def migrated(database_url, migrated_templates):
+    """The process-wide database pointed at a fresh, migrated database."""
+    from db import database as dbmod
+
+    if database_url.startswith("sqlite:///"):
+        shutil.copyfile(migrated_templates["sqlite"], database_url[len("sqlite:///"):])
+    else:
+        name = database_url.rsplit("/", 1)[1]
+        support.drop_pg_database(name)
+        support.pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_templates["postgres"]}"')
     dbmod.init(database_url)
-    migrate.upgrade()
     yield database_url
     dbmod.close_all()
 
