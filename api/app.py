@@ -9,6 +9,7 @@ import falcon
 import falcon.asgi
 
 from api import errors, middleware, root, state
+from appliance import logging_setup, metrics
 from appliance.settings import Settings, get_settings
 from db import database as dbmod
 from db import secrets_crypto
@@ -34,6 +35,7 @@ AREAS = [
     "api.notification_policies",
     "api.notifications",
     "api.flow_run_inputs",
+    "api.metrics",  # only when APPLIANCE_METRICS_ENABLED
 ]
 
 
@@ -77,7 +79,12 @@ def create_app(settings: Settings | None = None, *, init_db: bool = True) -> fal
         )
     auth = middleware.AuthMiddleware(settings.auth_string, settings.api_prefix)
     app = falcon.asgi.App(
-        middleware=[auth, middleware.ApiVersionMiddleware(), Lifespan(settings.services_enabled)]
+        middleware=[
+            middleware.RequestObserver(logging_setup.access_log_enabled(settings)),
+            auth,
+            middleware.ApiVersionMiddleware(),
+            Lifespan(settings.services_enabled),
+        ]
     )
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_qs_csv = False
@@ -86,6 +93,7 @@ def create_app(settings: Settings | None = None, *, init_db: bool = True) -> fal
     state.auth = auth
     state.settings = settings
     secrets_crypto.configure(settings)
+    metrics.configure(settings)
 
     prefix = settings.api_prefix
     root.register(app, prefix, settings)

@@ -17,6 +17,7 @@ import orjson
 import peewee
 from pydantic import ValidationError
 
+from appliance import metrics
 from db.database import is_transient
 from db.fields import dumps
 
@@ -133,6 +134,7 @@ async def handle_http_error(req, resp, ex: falcon.HTTPError, params, ws=None):
 async def handle_unexpected(req, resp, ex: Exception, params, ws=None):
     if isinstance(ex, peewee.DatabaseError) and is_transient(ex):
         log.warning("transient database error on %s %s: %s", req.method, req.path, ex)
+        metrics.record_db_busy("answered_503")
         if ws is not None:
             await ws.close(1011)
             return

@@ -24,6 +24,7 @@ import peewee
 from api import state
 from api.errors import ApiError, ValidationFailed, invalid
 from api.http import no_content, read_json, send
+from appliance import metrics
 from db import database as db
 from db import events as events_mod
 from db import recorder
@@ -170,6 +171,7 @@ async def _store(batch: list[dict]) -> bool:
         try:
             await db.run_write(recorder.record_events, batch)
             events_mod.wake_subscribers()
+            metrics.record_events_ingested("websocket", batch)
             return True
         except peewee.IntegrityError:
             # One event the recorder cannot apply (e.g. a natural-key collision) must not fail
@@ -177,6 +179,8 @@ async def _store(batch: list[dict]) -> bool:
             return await _store_each(batch)
         except Exception as exc:  # noqa: BLE001 - retried, then the socket is closed
             log.warning("storing %d events failed (attempt %d): %s", len(batch), attempt + 1, exc)
+            if db.is_transient(exc):
+                metrics.record_db_busy("retried")
             await asyncio.sleep(0.2 * (attempt + 1))
     return False
 
@@ -186,6 +190,7 @@ async def _store_each(batch: list[dict]) -> bool:
         for event in batch:
             try:
                 await db.run_write(recorder.record_events, [event])
+                metrics.record_events_ingested("websocket", [event])
             except peewee.IntegrityError as exc:
                 log.warning("dropping event %s (%s): %s", event["id"], event["event"], str(exc).splitlines()[0])
     except Exception as exc:  # noqa: BLE001 - let the client reconnect and re-send
@@ -303,6 +308,7 @@ class EventsBatch:
         if batch:
             await db.run_write(recorder.record_events, batch)
             events_mod.wake_subscribers()
+            metrics.record_events_ingested("http", batch)
         no_content(resp)
 
 

@@ -1,15 +1,64 @@
-"""Request middleware: basic auth and the Prefect API-version header check."""
+"""Request middleware: request id, metrics and access line; basic auth; the Prefect
+API-version header check."""
 
 from __future__ import annotations
 
 import base64
 import hmac
+import logging
+import os
+import re
+import time
 
 import falcon
 
 from api.errors import ApiError
+from appliance import logging_setup, metrics
+
+access_log = logging.getLogger(logging_setup.ACCESS_LOGGER)
+# An incoming X-Request-ID is kept when it is a plain token (no spaces or control
+# characters to forge log lines with), else replaced by a fresh one.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}").fullmatch
 
 OPEN_PATHS = ("/health", "/ready")
+
+
+class RequestObserver:
+    """First in the chain, so its process_response runs last and sees the final status:
+    gives each HTTP request an id (X-Request-ID, answered back and carried by every log
+    record of the request), counts it in the metrics under its route template (never the
+    raw path: bounded label values) and writes the access line when asked for.
+    Websockets are not HTTP requests here (Falcon calls process_request_ws for them)."""
+
+    def __init__(self, access: bool):
+        self.access = access
+
+    async def process_request(self, req, resp):
+        req.context.started = time.perf_counter()
+        rid = req.get_header("X-Request-ID")
+        if rid is None or not _REQUEST_ID(rid):
+            rid = os.urandom(16).hex()
+        req.context.request_id = rid
+        logging_setup.request_id.set(rid)
+        resp.set_header("X-Request-ID", rid)
+        metrics.in_flight(1)
+
+    async def process_response(self, req, resp, resource, req_succeeded):
+        started = req.context.get("started")
+        if started is None:
+            return
+        seconds = time.perf_counter() - started
+        status = resp.status_code
+        metrics.in_flight(-1)
+        metrics.observe_request(req.method, req.uri_template, status, seconds)
+        if self.access:
+            route = req.uri_template or metrics.UNMATCHED
+            ms = round(seconds * 1000, 2)
+            # The path without its query string: queries may carry secrets, paths hold ids and names.
+            access_log.info(
+                "%s %s %s %.2fms", req.method, req.path, status, ms,
+                extra={"method": req.method, "route": route, "path": req.path, "status": status, "duration_ms": ms},
+            )
 
 
 class AuthMiddleware:
@@ -33,7 +82,9 @@ class AuthMiddleware:
         except ValueError:
             supplied = b""
         if not supplied or not hmac.compare_digest(supplied, self.expected):
-            raise falcon.HTTPUnauthorized()
+            # The challenge makes a browser ask for the password (console pages); the
+            # Prefect client sends its credentials up front and ignores it.
+            raise falcon.HTTPUnauthorized(challenges=['Basic realm="appliance", charset="UTF-8"'])
 
     def token_ok(self, token) -> bool:
         if self.expected is None:

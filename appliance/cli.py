@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 
@@ -35,7 +34,7 @@ def cmd_serve(args) -> int:
     from appliance import boot, server
 
     settings = _settings({"host": args.host, "port": args.port, "workers": args.workers})
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     migrate_now = settings.migrate_on_start and not args.no_migrate
     boot.prepare(settings, migrate_now=migrate_now)
     server.serve(settings)
@@ -105,13 +104,61 @@ def cmd_db_history(args) -> int:
     return 0
 
 
+def cmd_db_prune(args) -> int:
+    """Delete (or, with --dry-run, count) what the retention settings say is old, with the
+    background service's code and under its lock."""
+    from appliance.settings import format_duration, parse_duration
+    from db import database as dbmod
+    from db import retention
+
+    older_than = None
+    if args.older_than is not None:
+        try:
+            older_than = parse_duration(args.older_than)
+        except ValueError as exc:
+            raise SystemExit(f"error: --older-than: {exc}") from None
+        if older_than is None:
+            raise SystemExit("error: --older-than needs a duration (e.g. 30d)")
+    if args.vacuum and args.dry_run:
+        raise SystemExit("error: --vacuum deletes nothing in a dry run; leave one of them out")
+    settings, _ = _open_db()
+    if args.vacuum and not dbmod.is_sqlite():
+        raise SystemExit("error: --vacuum is for SQLite; on PostgreSQL autovacuum makes the space reusable "
+                         "and pg_repack shrinks the files (README, Retention)")
+    plan = retention.Plan.from_settings(settings, kinds=args.kind, older_than=older_than)
+    try:
+        counts = retention.prune(plan, dry_run=args.dry_run)
+    except retention.Busy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    vacuum = retention.enable_incremental_vacuum() if args.vacuum else None
+    kinds = {
+        kind: {"retention": format_duration(age),
+               "cutoff": plan.cutoffs[kind].isoformat() + "Z" if kind in plan.cutoffs else None,
+               "rows": counts.get(kind, {})}
+        for kind, age in plan.retention.items()
+    }
+    if args.json:
+        print(json.dumps({"dry_run": args.dry_run, "kinds": kinds, "vacuum": vacuum}))
+        return 0
+    print(f"{'kind':<14} {'retention':<10} {'table':<15} {'would delete' if args.dry_run else 'deleted':>12}")
+    for kind, report in kinds.items():
+        rows = report["rows"] or {"-": "-"}
+        for i, (table, n) in enumerate(rows.items()):
+            print(f"{kind if i == 0 else '':<14} {report['retention'] if i == 0 else '':<10} {table:<15} {n:>12}")
+    if vacuum is not None:
+        action = "switched to auto_vacuum=INCREMENTAL (VACUUM)" if vacuum["switched"] else "auto_vacuum=INCREMENTAL"
+        print(f"sqlite: {action}; {vacuum['bytes_before']} -> {vacuum['bytes_after']} bytes")
+    return 0
+
+
 def cmd_notifier(args) -> int:
     from notifier import main as notifier_main
 
     settings = _settings()
     if args.check:
         return notifier_main.check(settings)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     return notifier_main.main(settings)
 
 
@@ -186,10 +233,10 @@ def _describe(settings) -> str:
     return mask_url(settings.effective_database_url)
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s [%(name)s] %(message)s", stream=sys.stderr
-    )
+def _configure_logging(settings) -> None:
+    from appliance import logging_setup
+
+    logging_setup.configure_from(settings)  # text or JSON lines (APPLIANCE_LOG_FORMAT), secrets masked
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,6 +270,16 @@ def build_parser() -> argparse.ArgumentParser:
     cur.set_defaults(func=cmd_db_current)
     hist = dbsub.add_parser("history", help="list revisions and which are applied")
     hist.set_defaults(func=cmd_db_history)
+    prune = dbsub.add_parser("prune", help="delete what the retention settings say is old (README, Retention)")
+    prune.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
+    prune.add_argument("--kind", nargs="+", action="extend", choices=["flow_runs", "events", "notifications", "workers"],
+                       help="only these kinds (default: every kind with a retention set)")
+    prune.add_argument("--older-than", help="override the retention of the chosen kinds, e.g. 90d")
+    prune.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    prune.add_argument("--vacuum", action="store_true",
+                       help="SQLite: switch the file to auto_vacuum=INCREMENTAL (one VACUUM) so that freed pages "
+                       "return to the file system")
+    prune.set_defaults(func=cmd_db_prune)
 
     secrets = sub.add_parser("secrets", help="the key that encrypts block documents at rest")
     ssub = secrets.add_subparsers(dest="secrets_command", required=True)

@@ -5,6 +5,12 @@ transaction (``db.run_write``), registered with an interval. Every replica runs 
 service; the work itself must be safe under that — conditional updates, row locks
 (``FOR UPDATE SKIP LOCKED`` on PostgreSQL) or an advisory lock — never in-process
 state. A failing pass is logged and retried at the next interval.
+
+A service registered with ``own_transactions=True`` is a coroutine function ``fn(stop)``
+that opens its own short transactions (each through ``db.run_write``) instead of running
+in one: a long pass (data retention) then never holds the database, and on SQLite the
+one writer thread serves API writes between its batches. ``stop`` is set at shutdown so
+that the pass can end between two transactions.
 """
 
 from __future__ import annotations
@@ -25,17 +31,18 @@ log = logging.getLogger("appliance.services")
 class Service:
     name: str
     interval_seconds: float
-    run_once: Callable[[], object]  # runs inside one write transaction
+    run_once: Callable[..., object]  # runs inside one write transaction (or see own_transactions)
+    own_transactions: bool = False  # run_once(stop) is a coroutine opening its own transactions
 
 
 REGISTRY: list[Service] = []
 
 
-def register(name: str, interval_seconds: float):
+def register(name: str, interval_seconds: float, *, own_transactions: bool = False):
     """Decorator: ``@register("lease-sweeper", 5)`` on a function run in a write transaction."""
 
     def wrap(fn):
-        REGISTRY.append(Service(name, interval_seconds, fn))
+        REGISTRY.append(Service(name, interval_seconds, fn, own_transactions))
         return fn
 
     return wrap
@@ -51,7 +58,10 @@ async def _loop(service: Service, stop: asyncio.Event) -> None:
     await _pause(stop, random.uniform(0, min(service.interval_seconds, 2.0)))
     while not stop.is_set():
         try:
-            await dbmod.run_write(service.run_once)
+            if service.own_transactions:
+                await service.run_once(stop)
+            else:
+                await dbmod.run_write(service.run_once)
         except Exception:  # noqa: BLE001 - a service must outlive a bad pass
             log.exception("service %s failed; retrying in %ss", service.name, service.interval_seconds)
         await _pause(stop, service.interval_seconds)

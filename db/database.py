@@ -15,6 +15,7 @@ import asyncio
 import functools
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
@@ -124,6 +125,9 @@ class _Pools:
         self.reader: ThreadPoolExecutor | None = None
         self.writer: ThreadPoolExecutor | None = None
         self.lock = threading.Lock()
+        # Metric labels of the two pools: on PostgreSQL reads and writes share one pool.
+        self.read_label, self.write_label = "read", "write"
+        self.threads: dict[str, int] = {}
 
     def configure(self, sqlite: bool, size: int) -> None:
         with self.lock:
@@ -133,6 +137,8 @@ class _Pools:
             self.writer = (
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-write") if sqlite else self.reader
             )
+            self.read_label, self.write_label = ("read", "write") if sqlite else ("shared", "shared")
+            self.threads = {"read": size, "write": 1} if sqlite else {"shared": size}
 
     def shutdown(self) -> None:
         for pool in {id(p): p for p in (self.reader, self.writer) if p}.values():
@@ -172,18 +178,32 @@ def _in_write_tx(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
+# Set by appliance.metrics: ``pool_probe(pool_label, submitted, call)`` runs ``call`` in the
+# pool thread, observing how long it queued and how many threads are busy. None: no metrics.
+pool_probe = None
+
+
 async def run(fn, *args, **kwargs):
     """Run a read-only ``fn(*args)`` in the reader pool (autocommit)."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_pools.reader, functools.partial(_connected, fn, *args, **kwargs))
+    call = functools.partial(_connected, fn, *args, **kwargs)
+    if pool_probe is not None:
+        call = functools.partial(pool_probe, _pools.read_label, time.perf_counter(), call)
+    return await loop.run_in_executor(_pools.reader, call)
 
 
 async def run_write(fn, *args, **kwargs):
     """Run ``fn(*args)`` inside one write transaction, off the event loop."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(
-        _pools.writer, functools.partial(_connected, _in_write_tx, fn, *args, **kwargs)
-    )
+    call = functools.partial(_connected, _in_write_tx, fn, *args, **kwargs)
+    if pool_probe is not None:
+        call = functools.partial(pool_probe, _pools.write_label, time.perf_counter(), call)
+    return await loop.run_in_executor(_pools.writer, call)
+
+
+def pool_threads() -> dict[str, int]:
+    """Threads per pool label, as configured by init()."""
+    return dict(_pools.threads)
 
 
 def write_tx():

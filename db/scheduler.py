@@ -12,9 +12,11 @@ several replicas running the scheduler at once can only ever insert each run onc
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import peewee as pw
 
+from appliance import metrics
 from db import database as dbmod
 from db import runs
 from db import schedules as sched
@@ -258,6 +260,7 @@ def _state_row(run_id: str, frozen: dict, now: dt.datetime) -> dict:
 
 def run_scheduler_pass(now: dt.datetime | None = None, limit: int = BATCH, max_batches: int = 20) -> int:
     """Schedule every deployment that needs runs, a batch of deployments at a time."""
+    started = time.perf_counter()
     now = now or utcnow()
     created = 0
     after = ""  # id cursor: deployments that cannot reach MIN_RUNS must not starve the rest
@@ -269,4 +272,5 @@ def run_scheduler_pass(now: dt.datetime | None = None, limit: int = BATCH, max_b
         if len(ids) < limit:
             break
         after = ids[-1]
+    metrics.record_scheduler_pass(time.perf_counter() - started, created)
     return created

@@ -1,27 +1,32 @@
-"""Housekeeping services of the run-tracking core (see appliance.services)."""
+"""Housekeeping services of the run-tracking core (see appliance.services): data retention.
+
+The retention pass (db.retention) deletes what the APPLIANCE_RETENTION_* settings say is
+old (events after 7 days by default), one short transaction per batch, in one replica at a
+time; every replica tries each interval and the others find the lock taken.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
+import asyncio
+import logging
+import time
 
 from appliance import services
 from appliance.settings import get_settings
-from db.fields import utcnow
-from db.models import Event
+from db import retention
 
-PRUNE_BATCH = 5000
-
-
-def prune_events(now: dt.datetime | None = None, retention_days: float | None = None) -> int:
-    """Delete events older than the retention window, a bounded batch per pass.
-
-    Safe in every replica at once: each pass deletes rows by id, and a row another
-    replica already deleted is simply not there.
-    """
-    days = get_settings().events_retention_days if retention_days is None else retention_days
-    cutoff = (now or utcnow()) - dt.timedelta(days=days)
-    old = Event.select(Event.id).where(Event.occurred < cutoff).limit(PRUNE_BATCH)
-    return Event.delete().where(Event.id.in_(old)).execute()
+log = logging.getLogger("appliance.retention")
 
 
-services.register("prune-events", 300)(prune_events)
+async def retention_pass(stop: asyncio.Event | None = None) -> retention.Counts | None:
+    """One pass with the current settings; the rows deleted per kind and table (None: another
+    replica holds the lock)."""
+    plan = retention.Plan.from_settings(get_settings())
+    started = time.monotonic()
+    counts = await retention.prune_async(plan, stop=stop)
+    if counts and retention.total(counts):
+        log.info("retention: deleted %s in %.1f s", retention.describe(counts), time.monotonic() - started)
+    return counts
+
+
+services.register("retention", get_settings().retention_interval_seconds, own_transactions=True)(retention_pass)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import requests
 
+from appliance import metrics
 from db import database as dbmod
 from db import notifications as notes
 from notifier import blocks_access, channels, templates
@@ -116,6 +117,7 @@ class Notifier:
         return row, outcome, redact(outcome.error, secrets), subject, body, slug
 
     def _settle_all(self, results: list[tuple]) -> None:
+        statuses = []
         with dbmod.database.atomic():
             for row, outcome, error, subject, body, slug in results:
                 status = notes.settle(
@@ -123,7 +125,11 @@ class Notifier:
                     retry_after=outcome.retry_after, rate_limited=outcome.rate_limited,
                     subject=subject, body=body, channel=slug,
                 )
+                statuses.append(status)
                 log.info("notification %s via %s: %s%s", row["id"], slug, status, f" ({error})" if error else "")
+        # Counted once the outcomes are committed (a failed settle is retried, not counted).
+        for (*_, slug), status in zip(results, statuses, strict=True):
+            metrics.record_delivery(slug, status)
 
     def _pace(self, slug: str, url: str) -> None:
         """Keep under the destination's documented rate (Slack ~1/s per webhook, Teams 4/s,
@@ -219,6 +225,7 @@ class Notifier:
                     log.exception("notifier pass failed")
                 else:
                     log.warning("notifier pass: transient database error: %s", exc)
+                    metrics.record_db_busy("retried")
             self.wait(self.settings.notifier_poll_interval)
         self.pool.shutdown(wait=True)
         log.info("notifier %s stopped", self.worker_id)
@@ -240,6 +247,7 @@ def main(settings) -> int:
         secrets_crypto.cipher()  # a missing or malformed key stops the notifier at start, not per row
     except secrets_crypto.KeyError_ as exc:
         raise boot.BootError(str(exc)) from None
+    metrics.configure_notifier(settings)
     notifier = Notifier(settings)
 
     def on_term(signum, frame):

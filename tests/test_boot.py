@@ -109,3 +109,42 @@ def test_no_database_locked_under_32_concurrent_writers(tmp_home):
         assert server.errors_in_log() == []
     finally:
         server.stop()
+
+
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if int(text[text.rindex(")") + 2:].split()[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_one_worker_is_one_process_and_sigterm_exits_0(tmp_home):
+    """The default (one worker) serves from one uvicorn process: no gunicorn master."""
+    server = support.LiveServer(f"sqlite:///{tmp_home / 'one.db'}", tmp_home).start()
+    try:
+        assert httpx.get(f"{server.url}/health").json() is True
+        assert _children(server.proc.pid) == []
+        cmdline = open(f"/proc/{server.proc.pid}/cmdline", "rb").read().split(b"\0")
+        assert b"appliance.uvicorn_main" in cmdline
+        assert "appliance_http_requests_total" in httpx.get(f"{server.url}/metrics").text
+    finally:
+        code = server.stop()
+    assert code == 0
+    assert "Application shutdown complete" in server.log()
+    assert server.errors_in_log() == []
+
+
+def test_server_mode_gunicorn_keeps_the_master_for_one_worker(tmp_home):
+    server = support.LiveServer(f"sqlite:///{tmp_home / 'g.db'}", tmp_home, APPLIANCE_SERVER_MODE="gunicorn").start()
+    try:
+        assert httpx.get(f"{server.url}/health").json() is True
+        assert len(_children(server.proc.pid)) == 1
+    finally:
+        assert server.stop() == 0

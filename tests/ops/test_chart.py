@@ -165,3 +165,62 @@ def test_schema_rejects_unknown_or_misspelt_values(values):
 def test_helm_lint_strict_passes(mode):
     report = helm.lint(CHART, MODES[mode], strict=True)
     assert report["errors"] == [] and not [m for m in report["messages"] if m["severity"] >= 2], report
+
+
+def test_metrics_service_monitor_off_by_default_and_scrapes_api_and_notifier():
+    docs = render({})
+    assert not [d for d in docs if d["kind"] == "ServiceMonitor"]
+    config = one(docs, "ConfigMap")["data"]
+    assert config["APPLIANCE_METRICS_ENABLED"] == "true" and config["APPLIANCE_NOTIFIER_METRICS_PORT"] == "9464"
+    containers = {c["name"]: c for c in one(docs, "Deployment", "api")["spec"]["template"]["spec"]["containers"]}
+    assert containers["notifier"]["ports"] == [{"name": "notifier-metrics", "containerPort": 9464, "protocol": "TCP"}]
+    assert {p["name"] for p in one(docs, "Service", "api")["spec"]["ports"]} == {"http", "notifier-metrics"}
+
+    docs = render({"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "kps"}}}})
+    monitor = one(docs, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1" and monitor["metadata"]["labels"]["release"] == "kps"
+    service = one(docs, "Service", "api")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    endpoints = {e["port"]: e for e in monitor["spec"]["endpoints"]}
+    assert endpoints["http"]["path"] == "/api/metrics" and endpoints["notifier-metrics"]["path"] == "/metrics"
+    assert "basicAuth" not in endpoints["http"]
+
+    # Behind basic auth the scrape needs credentials, and says so when they are missing.
+    authed = {"auth": {"existingSecret": "api-auth"}, "metrics": {"serviceMonitor": {"enabled": True}}}
+    with pytest.raises(helm.HelmError, match="basicAuthSecret"):
+        render(authed)
+    authed["metrics"]["serviceMonitor"]["basicAuthSecret"] = "scrape-auth"
+    http = {e["port"]: e for e in one(render(authed), "ServiceMonitor")["spec"]["endpoints"]}["http"]
+    assert http["basicAuth"] == {"username": {"name": "scrape-auth", "key": "username"},
+                                 "password": {"name": "scrape-auth", "key": "password"}}
+
+    # No notifier metrics port: neither the container port nor the endpoint.
+    docs = render({"metrics": {"notifierPort": 0, "serviceMonitor": {"enabled": True}}})
+    assert [e["port"] for e in one(docs, "ServiceMonitor")["spec"]["endpoints"]] == ["http"]
+    assert "APPLIANCE_NOTIFIER_METRICS_PORT" not in one(docs, "ConfigMap")["data"]
+    report = helm.lint(CHART, {"metrics": {"serviceMonitor": {"enabled": True}}}, strict=True)
+    assert report["errors"] == [] and not [m for m in report["messages"] if m["severity"] >= 2], report
+    with pytest.raises(helm.HelmError):
+        helm.Chart.load(CHART).validate_schema({"metrics": {"serviceMonitor": {"enabeld": True}}})
+
+
+def test_retention_and_log_format_settings_reach_the_environment():
+    config = one(render({}), "ConfigMap")["data"]
+    assert config["APPLIANCE_RETENTION_EVENTS"] == "7d" and config["APPLIANCE_RETENTION_FLOW_RUNS"] == "off"
+    assert config["APPLIANCE_LOG_FORMAT"] == "text"
+    values = {"settings": {"logFormat": "json", "retention": {"flowRuns": "30d", "notifications": "14d"}}}
+    config = one(render(values), "ConfigMap")["data"]
+    assert config["APPLIANCE_RETENTION_FLOW_RUNS"] == "30d" and config["APPLIANCE_RETENTION_NOTIFICATIONS"] == "14d"
+    assert config["APPLIANCE_RETENTION_EVENTS"] == "7d" and config["APPLIANCE_LOG_FORMAT"] == "json"
+    # The settings' own parser accepts what the chart renders.
+    from appliance.settings import Settings
+
+    env = {k.removeprefix("APPLIANCE_").lower(): v for k, v in config.items() if k.startswith("APPLIANCE_RETENTION")}
+    parsed = Settings(**env)
+    assert parsed.retention_flow_runs.days == 30 and parsed.retention_workers is None
+
+
+@pytest.mark.parametrize("duration", ["7 days", "-1d", 7])
+def test_schema_rejects_a_retention_that_is_not_a_duration(duration):
+    with pytest.raises(Exception, match="retention|events|pattern|string"):
+        render({"settings": {"retention": {"events": duration}}})

@@ -66,6 +66,19 @@ app.kubernetes.io/part-of: appliance
 {{- if and .Values.migrationJob.enabled (eq .Values.database.mode "sqlite") -}}
 {{- fail "migrationJob needs PostgreSQL: with SQLite the single pod migrates its own volume on boot" -}}
 {{- end -}}
+{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) -}}
+{{- fail "metrics.serviceMonitor.enabled needs metrics.enabled=true" -}}
+{{- end -}}
+{{- if and .Values.metrics.serviceMonitor.enabled .Values.auth.existingSecret (not .Values.metrics.serviceMonitor.basicAuthSecret) -}}
+{{- fail "metrics.serviceMonitor with auth.existingSecret needs metrics.serviceMonitor.basicAuthSecret: a Secret with keys username and password matching the auth string (/api/metrics is behind basic auth)" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when the notifier sidecar serves its own /metrics (empty otherwise). */}}
+{{- define "appliance.notifierMetrics" -}}
+{{- if and .Values.metrics.enabled .Values.notifier.enabled (gt (int .Values.metrics.notifierPort) 0) -}}
+true
+{{- end -}}
 {{- end -}}
 
 {{/* The environment both containers share. ------------------------------------------ */}}
