@@ -15,6 +15,7 @@ COPY appliance ./appliance
 COPY api ./api
 COPY db ./db
 COPY notifier ./notifier
+COPY ui ./ui
 RUN pip wheel --wheel-dir /wheels .
 
 # --- runtime: slim Python, no compilers, non-root, tini as PID 1 ---------------------------

@@ -35,6 +35,10 @@ db-downgrade REV="-1":
 db-reset:
     {{venv}}/bin/appliance database reset -y
 
+# Retention on demand (README "Retention"): ARGS e.g. `--dry-run`, `--kind flow_runs --older-than 90d`
+db-prune *ARGS:
+    {{venv}}/bin/appliance database prune {{ARGS}}
+
 # Current revision and history
 db-status:
     {{venv}}/bin/appliance database current
@@ -95,3 +99,12 @@ bench-scheduler URL LABEL="":
     {{py}} bench/scheduler_bench.py scheduler --url {{URL}} --deployments 1000 --label "{{LABEL}}"
     {{py}} bench/scheduler_bench.py poll --url {{URL}} --runs 100000 --label "{{LABEL}}"
     {{py}} bench/scheduler_bench.py worker --url {{URL}} --runs 10 --label "{{LABEL}}"
+
+# The console's speed on a big database beside Prefect's UI, and the API with the console on/off
+# (bench/ui_bench.py; ARGS e.g. `--parts pages --runs 20000 --logs 200000`). SQLite: 100k runs, 1M logs
+bench-ui *ARGS:
+    {{py}} bench/ui_bench.py --backend sqlite {{ARGS}}
+
+# The same on PostgreSQL: 1M flow runs and 10M log lines seeded in the database (kept for the next run)
+bench-ui-postgres *ARGS:
+    {{py}} bench/ui_bench.py --backend postgres {{ARGS}}

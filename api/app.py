@@ -99,4 +99,8 @@ def create_app(settings: Settings | None = None, *, init_db: bool = True) -> fal
     root.register(app, prefix, settings)
     for name in AREAS:
         importlib.import_module(name).register(app, prefix)
+    if settings.ui_enabled:
+        import ui
+
+        ui.register(app, settings)
     return app

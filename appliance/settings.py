@@ -110,6 +110,7 @@ class Settings(BaseSettings):
         None, description="Heartbeat file the notifier touches each loop (default: HOME/notifier.heartbeat)."
     )
     notifier_heartbeat_max_age: float = Field(30.0, gt=0, description="`notifier --check` fails when older.")
+    ui_enabled: bool = Field(True, description="Serve the web console under / (the API stays under the API prefix).")
     # Process model, logs and metrics (README: "Metrics", "Logs").
     server_mode: Literal["auto", "gunicorn"] = Field(
         "auto",

@@ -166,3 +166,23 @@ def test_one_image_runs_every_role(tmp_path):
         result = subprocess.run(base + role, env=env, capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, (shlex.join(role), result.stderr)
     assert os.path.exists(tmp_path / "appliance.db")
+
+
+def test_the_wheel_the_image_installs_carries_the_console(tmp_path):
+    """The image installs the project's wheel: it must hold the console's templates and assets
+    (package data), not only its Python modules, and the build context must copy ui/."""
+    import zipfile
+
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+         "--wheel-dir", str(tmp_path), str(REPO)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    (wheel,) = tmp_path.glob("appliance-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for required in ("ui/templates/base.html", "ui/static/app.css", "ui/static/app.js", "ui/render.py",
+                     "db/data/block_catalogue.json"):
+        assert required in names, f"{required} missing from the wheel"
+    assert ("COPY", "ui ./ui") in instructions((REPO / "Dockerfile").read_text())
+    assert "!ui/" in (REPO / ".dockerignore").read_text().splitlines()
