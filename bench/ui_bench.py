@@ -406,11 +406,15 @@ async def seed_through_api(api_url: str, runs: int, concurrency: int = 4) -> flo
                 kind = "FAILED" if i % 50 < 4 else "RUNNING" if i % 50 == 4 else "COMPLETED"
                 body = {"flow_id": flows[i % 2], "name": f"compare-run-{i}", "tags": ["compare", "prod"][: i % 3],
                         "state": {"type": kind}}
-                for attempt in range(6):
+                # As the SDK's client: 429/503 are retried, after Retry-After when given (Prefect's
+                # own server answers 503 "database is locked" under concurrent writes on SQLite).
+                for attempt in range(10):
                     response = await client.post("/flow_runs/", json=body)
                     if response.status_code not in (429, 503):
                         break
-                    await asyncio.sleep(0.2 * 2 ** attempt)
+                    wait = response.headers.get("Retry-After")
+                    await asyncio.sleep(float(wait) if wait and wait.replace(".", "", 1).isdigit()
+                                        else min(0.2 * 2 ** attempt, 5.0))
                 response.raise_for_status()
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))

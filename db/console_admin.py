@@ -51,6 +51,21 @@ def bounded_count(query, cap: int = COUNT_CAP) -> int:
     return query.select(pw.SQL("1")).limit(cap + 1).count()
 
 
+def keyset_after(key_cols, cursor: tuple, ascending: bool):
+    """The rows after ``cursor`` in the order of ``key_cols`` (ascending or descending).
+
+    (a, b) > (x, y) is a > x OR (a = x AND b > y); the leading a >= x in front of it is
+    the same set, and it is what lets SQLite start an index range at the cursor (for the bare
+    OR it unions two index searches and sorts them all: a whole-table sort per page)."""
+    condition = None
+    for i in range(len(key_cols) - 1, -1, -1):
+        col, val = key_cols[i], cursor[i]
+        step = col > val if ascending else col < val
+        condition = step if condition is None else (step | ((col == val) & condition))
+    first, value = key_cols[0], cursor[0]
+    return ((first >= value) if ascending else (first <= value)) & condition
+
+
 def _page(query, key_cols, cursor: tuple | None, backwards: bool, limit: int, asc: bool = True):
     """One keyset page of ``query`` ordered by ``key_cols`` (the last one unique).
 
@@ -58,13 +73,7 @@ def _page(query, key_cols, cursor: tuple | None, backwards: bool, limit: int, as
     before). Returns (rows in display order, has_more_after, has_more_before)."""
     forward_asc = asc != backwards
     if cursor is not None:
-        condition = None
-        # (a, b) > (x, y)  ==  a > x OR (a = x AND b > y), which both backends plan on an index.
-        for i in range(len(key_cols) - 1, -1, -1):
-            col, val = key_cols[i], cursor[i]
-            step = col > val if forward_asc else col < val
-            condition = step if condition is None else (step | ((col == val) & condition))
-        query = query.where(condition)
+        query = query.where(keyset_after(key_cols, cursor, forward_asc))
     order = [c.asc() if forward_asc else c.desc() for c in key_cols]
     rows = list(query.order_by(*order).limit(limit + 1).dicts())
     more = len(rows) > limit

@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 
 import orjson
+import peewee as pw
 
 from db import flow_run_inputs, runs
 from db.console_admin import COUNT_CAP, RUN_COLUMNS, _page, bounded_count  # noqa: F401 (COUNT_CAP: for pages)
@@ -109,9 +110,13 @@ def task_run_count(run_id: str) -> int:
 
 def subflow_runs(run_id: str, limit: int = SUBFLOW_CAP) -> list[dict]:
     """Flow runs started as subflows of this run (their parent task run belongs to it)."""
-    tasks = TaskRun.select(TaskRun.id).where(TaskRun.flow_run_id == run_id)
+    # From the run's task runs (task_run's flow_run_id index) to their subflows (flow_run's
+    # parent_task_run_id index), then sorted. With "parent_task_run_id IN (its task runs)"
+    # SQLite walked all of flow_run in expected-start order instead (130 ms on 100k runs);
+    # a CROSS JOIN fixes SQLite's join order, PostgreSQL plans it as the inner join it is.
     return list(
-        FlowRun.select(*RUN_COLUMNS).where(FlowRun.parent_task_run_id.in_(tasks))
+        TaskRun.select(*RUN_COLUMNS).join(FlowRun, pw.JOIN.CROSS)
+        .where((TaskRun.flow_run_id == run_id) & (FlowRun.parent_task_run_id == TaskRun.id))
         .order_by(FlowRun.expected_start_time, FlowRun.id).limit(limit + 1).dicts()
     )
 

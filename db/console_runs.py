@@ -9,13 +9,15 @@ every query walks one index range of ``flow_run``:
 - ``ix_flow_run_state_expected`` (state_type, expected_start_time, id): the same order for
   one state type; several state types are one short range each, merged here (the same
   number of rows per page whatever the table's size);
-- the ``deployment_id`` and ``flow_id`` indexes (and on PostgreSQL the trigram index on the
-  name, for a search of 3+ characters): when such a filter matches at most ``SMALL_SET``
-  runs (a capped count through that index), all of them are read through it and sorted
-  here (exact, at most SMALL_SET rows); a bigger match set is filtered while walking the
-  ordering index as below;
-- filters no index serves (``tag``: tags are a JSON list; ``q``: a name substring, and a
-  big flow / deployment) are applied while walking the ordering range in chunks of
+- ``ix_flow_run_deployment_expected`` / ``ix_flow_run_flow_expected`` ((deployment_id |
+  flow_id, expected_start_time, id), migration 008): the same order for one deployment or
+  flow, one range however many runs it has (state types are then tested on the walk);
+- on PostgreSQL the trigram index on the name, for a search of 3+ characters: when it
+  matches at most ``SMALL_SET`` runs (a capped count through that index), all of them are
+  read through it and sorted here (exact, at most SMALL_SET rows); a bigger match set is
+  filtered while walking the ordering index as below;
+- filters no index serves (``tag``: tags are a JSON list; ``q``: a name substring) are
+  applied while walking the ordering range in chunks of
   ``CHUNK`` rows, at most ``SCAN_BUDGET`` rows per page. When the budget runs out before a
   page is full the page says so (``partial``) and its "older" link continues from the last
   run examined, so a rare match costs more clicks, never a long query.
@@ -33,7 +35,7 @@ import heapq
 import peewee as pw
 
 from db import database as dbmod
-from db.console_admin import bounded_count
+from db.console_admin import bounded_count, keyset_after
 from db.models import Flow, FlowRun
 from db.models_deployments import Deployment, Worker, WorkPool
 from db.models_notifications import Notification
@@ -41,7 +43,7 @@ from db.states import STATE_TYPES
 
 PAGE_SIZE = 50
 CHUNK = 500
-SCAN_BUDGET = 5000
+SCAN_BUDGET = 2000  # rows one page may examine (a filter no index serves); ~50 ms on SQLite
 SMALL_SET = 2000
 COUNT_CAP = 10_000  # dashboard counts per state type
 LIST_CAP = 10  # dashboard lists
@@ -96,7 +98,7 @@ def _segments(base, cursor: tuple | None, backwards: bool, timed_only: bool):
         if cursor is None or moment is not None:
             q = with_time
             if cursor is not None:
-                q = q.where((t < moment) | ((t == moment) & (i < run_id)))
+                q = q.where(keyset_after((t, i), (moment, run_id), ascending=False))
             yield q.order_by(_desc(t), i.desc())
             if not timed_only:
                 yield without.order_by(i.desc())
@@ -110,7 +112,7 @@ def _segments(base, cursor: tuple | None, backwards: bool, timed_only: bool):
             yield without.where(i > run_id).order_by(i.asc())
         yield with_time.order_by(_asc(t), i.asc())
     else:
-        yield with_time.where((t > moment) | ((t == moment) & (i > run_id))).order_by(_asc(t), i.asc())
+        yield with_time.where(keyset_after((t, i), (moment, run_id), ascending=True)).order_by(_asc(t), i.asc())
 
 
 def _walk(base, cursor, backwards, timed_only, keep, need: int, budget: int):
@@ -129,10 +131,8 @@ def _walk(base, cursor, backwards, timed_only, keep, need: int, budget: int):
                 t, idc = FlowRun.expected_start_time, FlowRun.id
                 if m is None:
                     q = q.where(idc > i if backwards else idc < i)
-                elif backwards:
-                    q = q.where((t > m) | ((t == m) & (idc > i)))
                 else:
-                    q = q.where((t < m) | ((t == m) & (idc < i)))
+                    q = q.where(keyset_after((t, idc), (m, i), ascending=backwards))
             take = min(chunk, budget - examined)
             rows = list(q.limit(take).dicts())
             for row in rows:
@@ -184,16 +184,25 @@ def _ilike(expr, term: str):
 
 
 def _small_set(flt: RunFilter):
-    """The condition of a filter with its own index (deployment, flow; on PostgreSQL a name
-    of 3+ characters, through the trigram index) matching at most SMALL_SET runs, else None."""
-    candidates = [FlowRun.deployment_id == flt.deployment_id if flt.deployment_id else None,
-                  FlowRun.flow_id == flt.flow_id if flt.flow_id else None]
-    if flt.name and len(flt.name) >= 3 and dbmod.is_postgres():
-        candidates.append(_ilike(FlowRun.name, flt.name))
-    for condition in candidates:
-        if condition is not None and bounded_count(FlowRun.select().where(condition), SMALL_SET) <= SMALL_SET:
-            return condition
-    return None
+    """On PostgreSQL, a name search of 3+ characters matching at most SMALL_SET runs (a
+    capped count through the trigram index): its condition, else None. Not when a
+    deployment or flow is given: their own range is walked instead."""
+    if flt.deployment_id or flt.flow_id or not flt.name or len(flt.name) < 3 or not dbmod.is_postgres():
+        return None
+    condition = _ilike(FlowRun.name, flt.name)
+    return condition if bounded_count(FlowRun.select().where(condition), SMALL_SET) <= SMALL_SET else None
+
+
+def _drivers(flt: RunFilter) -> tuple[list, bool]:
+    """The index ranges to walk, as conditions (None: the whole order), and whether they
+    apply the state filter themselves."""
+    if flt.deployment_id:
+        return [FlowRun.deployment_id == flt.deployment_id], False
+    if flt.flow_id:
+        return [FlowRun.flow_id == flt.flow_id], False
+    if flt.states:
+        return [FlowRun.state_type == st for st in flt.states], True
+    return [None], False
 
 
 def _page_small(condition, flt: RunFilter, cursor, backwards: bool, limit: int):
@@ -223,15 +232,16 @@ def runs_page(flt: RunFilter, after: tuple | None = None, before: tuple | None =
     if small is not None:
         found, stop = _page_small(small, flt, cursor, backwards, limit), None
     else:
-        # One walk per state type (its own index range), or one walk of the whole order.
-        drivers = [(st,) for st in flt.states] if flt.states else [()]
+        # One walk per index range: the deployment's or flow's, one per state type, or the
+        # whole order; the other filters are tested on the rows walked.
+        drivers, states_applied = _drivers(flt)
         per_budget = max(budget // len(drivers), CHUNK)
-        keep = _keep(flt, skip_states=bool(flt.states))
+        keep = _keep(flt, skip_states=states_applied)
         results = []
         for driver in drivers:
             base = FlowRun.select(*RUN_COLUMNS)
-            if driver:
-                base = base.where(FlowRun.state_type == driver[0])
+            if driver is not None:
+                base = base.where(driver)
             results.append(_walk(_time_bounds(base, flt), cursor, backwards, timed_only, keep, need, per_budget))
         # Rows are certain only up to the nearest place a walk stopped early.
         stops = [stop for _, stop in results if stop is not None]

@@ -71,3 +71,4 @@ def page(chromium, ui_base):
     yield page
     context.close()
     assert not errors, f"errors in the browser console: {errors}"
+

@@ -10,16 +10,15 @@ import json
 import re
 import signal
 import subprocess
-import sys
-import textwrap
 import uuid
 
 import pytest
 
 from tests import support
-from tests.e2e.conftest import last_json_line, sdk_env, wait_for
+from tests.e2e.conftest import wait_for
 from tests.notifier.receivers import Receiver
 from tests.ui import browser
+from tests.ui.sdk import sdk_runner
 
 SDK_SCRIPT = '''
 """SDK side of the console's browser tests: `deploy`, `load-slack NAME`, `fail TAG`."""
@@ -59,16 +58,7 @@ if __name__ == "__main__":
 @pytest.fixture(scope="module")
 def sdk(ui_server, tmp_path_factory):
     """Run the SDK script with a command; returns its last JSON line."""
-    script = tmp_path_factory.mktemp("sdk") / "console_sdk.py"
-    script.write_text(textwrap.dedent(SDK_SCRIPT))
-
-    def call(*args: str) -> dict:
-        out = subprocess.run([sys.executable, str(script), *args], env=sdk_env(ui_server.url, ui_server.home),
-                             capture_output=True, text=True, timeout=240, cwd=str(script.parent))
-        assert out.returncode == 0, out.stderr[-3000:]
-        return last_json_line(out.stdout)
-
-    return call
+    return sdk_runner(ui_server, tmp_path_factory, SDK_SCRIPT, "console_sdk.py")
 
 
 def submit(page, form_selector: str = "form.stack") -> None:

@@ -6,15 +6,12 @@ name, click through to the run's page (its task runs and logs), and check every 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-import textwrap
 import uuid
 
 import pytest
 
-from tests.e2e.conftest import last_json_line, sdk_env
 from tests.ui import browser
+from tests.ui.sdk import sdk_runner
 
 SDK_SCRIPT = '''
 """SDK side of the runs pages' browser tests: `ok LABEL`, `fail LABEL`."""
@@ -55,16 +52,8 @@ if __name__ == "__main__":
 
 @pytest.fixture(scope="module")
 def sdk(ui_server, tmp_path_factory):
-    script = tmp_path_factory.mktemp("sdk") / "console_runs_sdk.py"
-    script.write_text(textwrap.dedent(SDK_SCRIPT))
-
-    def call(*args: str) -> dict:
-        out = subprocess.run([sys.executable, str(script), *args], env=sdk_env(ui_server.url, ui_server.home),
-                             capture_output=True, text=True, timeout=240, cwd=str(script.parent))
-        assert out.returncode == 0, out.stderr[-3000:]
-        return last_json_line(out.stdout)
-
-    return call
+    """Run the SDK script with a command; returns its last JSON line."""
+    return sdk_runner(ui_server, tmp_path_factory, SDK_SCRIPT, "console_runs_sdk.py")
 
 
 def submit_filters(page) -> None:
@@ -113,6 +102,7 @@ def test_runs_list_filters_and_run_page(page, api, sdk):
     assert "extract" in tasks and "load" in tasks
     assert f"console etl starting for {label}" in main.inner_text()
     assert "loaded 5 rows" in main.inner_text()
+    browser.check_page(page, "flow-run")
 
     page.goto("/dashboard")
     assert page.locator(f"main a[href='/runs/flow-run/{failed['id']}']").count() == 1  # recent failures
