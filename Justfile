@@ -108,3 +108,8 @@ bench-ui *ARGS:
 # The same on PostgreSQL: 1M flow runs and 10M log lines seeded in the database (kept for the next run)
 bench-ui-postgres *ARGS:
     {{py}} bench/ui_bench.py --backend postgres {{ARGS}}
+
+# Retention at scale on PostgreSQL (bench/retention_bench.py): 1M runs and 50M log lines seeded in
+# the database, 10 % pruned while W1 and W4 run; ARGS e.g. `--runs 100000 --logs 5000000`. 15-30 minutes
+bench-retention *ARGS:
+    {{py}} bench/retention_bench.py {{ARGS}}
