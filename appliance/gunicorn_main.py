@@ -80,7 +80,9 @@ class ApplianceServer(BaseApplication):
         settings = Settings()
         logging_setup.configure_from(settings)
         server.prepare_process(settings)
-        return create_app(settings)
+        app = create_app(settings)
+        server.freeze_heap()
+        return app
 
 
 def metrics_dir(spec: str) -> tuple[str | None, bool]:

@@ -78,3 +78,14 @@ def prepare_process(settings: Settings) -> None:
     """
     if not settings.effective_database_url.startswith("postgres"):
         sys.modules.setdefault("psycopg2", None)
+
+
+def freeze_heap() -> None:
+    """After the app is built, before serving: move every object alive now (modules, the app,
+    the console's templates) out of the garbage collector's reach. They live as long as the
+    process, and a full collection would otherwise walk all of them again and again while
+    requests allocate (the console's modules made the API's reads a few % slower)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()

@@ -23,8 +23,10 @@ def main() -> int:
 
     from api.app import create_app
 
+    app = create_app(settings)
+    server.freeze_heap()
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         # As the gunicorn workers (appliance.uvicorn_worker): asyncio and httptools; uvloop
