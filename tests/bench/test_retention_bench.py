@@ -20,8 +20,8 @@ RUNS, LOGS = 2000, 40000
 
 @pytest.fixture(scope="module")
 def bench_run(tmp_path_factory):
-    if not LOADGEN.exists():
-        pytest.skip(f"no load generator at {LOADGEN}")
+    # ../shared/bench/loadgen.py is beside the checkout here and in CI: fail, not skip, without it.
+    assert LOADGEN.exists(), f"no load generator at {LOADGEN}"
     out = tmp_path_factory.mktemp("retention-bench")
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--runs", str(RUNS), "--logs", str(LOGS), "--idle-seconds", "3", "--warmup-seconds", "1",
