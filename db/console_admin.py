@@ -158,6 +158,21 @@ def flow_name(flow_id: str | None) -> str | None:
 # --- work pools -------------------------------------------------------------------------------
 
 
+def worker_counts(pool_ids: list[str]) -> tuple[dict[str, int], dict[str, int]]:
+    """(workers ONLINE, all workers) per pool id, in one grouped query."""
+    online: dict[str, int] = {}
+    total: dict[str, int] = {}
+    if pool_ids:
+        for pool_id, status, count in (
+            Worker.select(Worker.work_pool_id, Worker.status, pw.fn.COUNT(Worker.id))
+            .where(Worker.work_pool_id.in_(pool_ids)).group_by(Worker.work_pool_id, Worker.status).tuples()
+        ):
+            total[pool_id] = total.get(pool_id, 0) + count
+            if status == "ONLINE":
+                online[pool_id] = online.get(pool_id, 0) + count
+    return online, total
+
+
 def work_pools_page(after: str | None = None, before: str | None = None, limit: int = PAGE_SIZE) -> dict:
     """Pools by name (unique), with their queue count and workers online / total;
     ``after`` / ``before`` are names."""
@@ -165,17 +180,11 @@ def work_pools_page(after: str | None = None, before: str | None = None, limit: 
     cursor = (cursor_name,) if cursor_name is not None else None
     pools, more_after, more_before = _page(WorkPool.select(), [WorkPool.name], cursor, before is not None, limit)
     ids = [p["id"] for p in pools]
-    queues, online, workers = {}, {}, {}
+    queues = {}
     if ids:
         queues = dict(WorkQueue.select(WorkQueue.work_pool_id, pw.fn.COUNT(WorkQueue.id))
                       .where(WorkQueue.work_pool_id.in_(ids)).group_by(WorkQueue.work_pool_id).tuples())
-        for pool_id, status, count in (
-            Worker.select(Worker.work_pool_id, Worker.status, pw.fn.COUNT(Worker.id))
-            .where(Worker.work_pool_id.in_(ids)).group_by(Worker.work_pool_id, Worker.status).tuples()
-        ):
-            workers[pool_id] = workers.get(pool_id, 0) + count
-            if status == "ONLINE":
-                online[pool_id] = online.get(pool_id, 0) + count
+    online, workers = worker_counts(ids)
     for p in pools:
         p["queue_count"] = queues.get(p["id"], 0)
         p["workers_online"] = online.get(p["id"], 0)

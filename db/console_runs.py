@@ -35,9 +35,9 @@ import heapq
 import peewee as pw
 
 from db import database as dbmod
-from db.console_admin import bounded_count, keyset_after
+from db.console_admin import bounded_count, keyset_after, worker_counts
 from db.models import Flow, FlowRun
-from db.models_deployments import Deployment, Worker, WorkPool
+from db.models_deployments import Deployment, WorkPool
 from db.models_notifications import Notification
 from db.states import STATE_TYPES
 
@@ -336,17 +336,7 @@ def pool_health(limit: int = 50) -> list[dict]:
     """Work pools by name with status and workers online / total (pools are few)."""
     pools = list(WorkPool.select(WorkPool.id, WorkPool.name, WorkPool.type, WorkPool.status, WorkPool.is_paused)
                  .order_by(WorkPool.name).limit(limit + 1).dicts())
-    ids = [p["id"] for p in pools]
-    online: dict[str, int] = {}
-    total: dict[str, int] = {}
-    if ids:
-        for pool_id, status, count in (
-            Worker.select(Worker.work_pool_id, Worker.status, pw.fn.COUNT(Worker.id))
-            .where(Worker.work_pool_id.in_(ids)).group_by(Worker.work_pool_id, Worker.status).tuples()
-        ):
-            total[pool_id] = total.get(pool_id, 0) + count
-            if status == "ONLINE":
-                online[pool_id] = online.get(pool_id, 0) + count
+    online, total = worker_counts([p["id"] for p in pools])
     for p in pools:
         p["workers_online"] = online.get(p["id"], 0)
         p["worker_count"] = total.get(p["id"], 0)

@@ -9,14 +9,12 @@ from __future__ import annotations
 import datetime as dt
 
 import orjson
-import pytest
 
 from db import console_run_detail as reads
 from db import database as dbmod
 from db import flow_run_inputs, logs, runs
 from db.artifacts import create_artifact
 from db.models import FlowRunState
-from tests import support
 
 T0 = dt.datetime(2026, 11, 1, 12, 0, 0)
 
@@ -152,17 +150,6 @@ def test_resume_input_reads_the_pause_schema(migrated):
 
 
 # --- PostgreSQL plans ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def pg_db(migrated_templates):
-    name, url = support.create_pg_database()
-    support.drop_pg_database(name)
-    support.pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_templates["postgres"]}"')
-    dbmod.init(url)
-    yield url
-    dbmod.close_all()
-    support.drop_pg_database(name)
 
 
 def seed_bulk(runs_count: int, logs_per_run: int, heavy_logs: int = 0) -> str:

@@ -6,23 +6,11 @@ no whole-table sort per page, whatever page of the list and whichever flow or de
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-
-import pytest
 
 from db import console_run_detail, console_runs
 from db import database as dbmod
 from db.fields import new_id
 from db.models import Flow, FlowRun
-
-
-@pytest.fixture
-def sqlite_db(tmp_home, migrated_templates):
-    path = tmp_home / "appliance.db"
-    shutil.copyfile(migrated_templates["sqlite"], path)
-    dbmod.init(f"sqlite:///{path}")
-    yield path
-    dbmod.close_all()
 
 
 def plans_of(fn, *args, **kwargs) -> list[tuple[str, str]]:

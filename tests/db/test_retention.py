@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import shutil
 
 import pytest
 
@@ -311,15 +310,6 @@ def test_a_stopped_pass_ends_between_transactions(flow):
 # --- SQLite: incremental vacuum ------------------------------------------------------------------
 
 
-@pytest.fixture
-def sqlite_db(tmp_home, migrated_templates):
-    path = tmp_home / "appliance.db"
-    shutil.copyfile(migrated_templates["sqlite"], path)
-    dbmod.init(f"sqlite:///{path}")
-    yield path
-    dbmod.close_all()
-
-
 def test_sqlite_incremental_vacuum_frees_pages_once_switched_on(sqlite_db):
     db = dbmod.database
 
@@ -346,17 +336,6 @@ def test_sqlite_incremental_vacuum_frees_pages_once_switched_on(sqlite_db):
 
 
 # --- PostgreSQL: no scan of the log table -------------------------------------------------------
-
-
-@pytest.fixture
-def pg_db(migrated_templates):
-    name, url = support.create_pg_database()
-    support.drop_pg_database(name)
-    support.pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_templates["postgres"]}"')
-    dbmod.init(url)
-    yield url
-    dbmod.close_all()
-    support.drop_pg_database(name)
 
 
 def seed_generated(runs: int, logs_per_run: int) -> None:
